@@ -1,0 +1,14 @@
+//! rebox: a sandboxed REAPI v2 build runner with its own local content-addressable store.
+//!
+//! Layers, each depending only on those below it:
+//! - [`cli`]: the `rebox` command line (also invoked as `buildbox-run` / `buildbox-casd`);
+//! - [`tree`]: Directory protos built from and checked against the store;
+//! - [`store`]: the content-addressable store on disk;
+//! - [`digest`]: content digests and hashing;
+//! - [`proto`]: the wire types.
+
+pub mod cli;
+pub mod digest;
+pub mod proto;
+pub mod store;
+pub mod tree;

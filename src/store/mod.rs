@@ -1,0 +1,1 @@
+//! The local content-addressable store on disk (buildbox-casd's layout).

@@ -1,0 +1,1 @@
+//! REAPI Directory trees: built from local directories, walked and validated from the store.
