@@ -19,6 +19,9 @@ const MAX_HASH_BYTES: usize = 64;
 /// Why a digest was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DigestError {
+    /// A message carries no digest where one is required.
+    #[error("the digest is missing")]
+    Missing,
     /// The text is not `HASH/SIZE`.
     #[error("digest {0:?} is not of the form HASH/SIZE")]
     Format(String),
