@@ -1,5 +1,7 @@
 //! The `rebox` command line.
 
+mod cas;
+
 use std::ffi::OsString;
 use std::process::ExitCode;
 
@@ -14,7 +16,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Work with the local content-addressable store directly
+    Cas(cas::CasArgs),
+}
 
 /// Runs the command line given by `args` (`args[0]` is the program name).
 pub fn main(args: Vec<OsString>) -> ExitCode {
@@ -25,5 +30,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    match cli.command {}
+    match cli.command {
+        Command::Cas(args) => cas::run(args),
+    }
 }

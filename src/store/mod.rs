@@ -1,1 +1,140 @@
 //! The local content-addressable store on disk (buildbox-casd's layout).
+//!
+//! One read-only file per blob at `ROOT/cas/objects/<hh>/<rest of hash>` ([`layout`]); writers
+//! stream into private temporary files and publish by an atomic no-clobber link once the digest is
+//! verified ([`writer`]), so no partial or wrong blob is ever visible. The total size in use is kept
+//! in memory and recovered on open by a parallel scan, which also removes the temporary files of
+//! dead writers ([`tmp`]). Object mtimes are the LRU clock for expiry: [`Store::find_missing`] and
+//! [`Store::open_blob`] touch them; [`Store::objects`] and [`Store::remove`] are what an expiry
+//! policy needs.
+//!
+//! A [`Store`] is a cheap handle (`Clone`, `Send`, `Sync`); clones share one usage counter and one
+//! temporary directory. Several processes may open the same root at once; each keeps its own usage
+//! figure, exact for what it wrote or removed itself plus what it found on open.
+
+mod error;
+mod layout;
+mod presence;
+mod put;
+mod read;
+mod scan;
+mod tmp;
+mod touch;
+mod writer;
+
+pub use error::{Result, StoreError};
+pub use layout::Layout;
+pub use scan::ObjectInfo;
+pub use writer::{BlobWriter, OBJECT_MODE};
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::digest::{Digest, DigestFunction};
+use error::IoContext;
+use tmp::TmpDir;
+
+/// A content-addressable store rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// What every clone of a [`Store`] (and every [`BlobWriter`]) shares.
+#[derive(Debug)]
+struct Inner {
+    layout: Layout,
+    function: DigestFunction,
+    /// The digest of the empty blob under `function`, which is always "present".
+    empty: Digest,
+    /// Bytes in objects: found on open, plus what this store published, minus what it removed.
+    usage: AtomicU64,
+    tmp: TmpDir,
+}
+
+impl Store {
+    /// Opens (creating if need be) the store at `root`, hashing with `function`. Removes what dead
+    /// writers left in `cas/tmp` and counts the objects' total size.
+    pub fn open(root: &Path, function: DigestFunction) -> Result<Store> {
+        let layout = Layout::new(root);
+        fs::create_dir_all(layout.objects()).at("create directory", layout.objects())?;
+        fs::create_dir_all(layout.tmp()).at("create directory", layout.tmp())?;
+        tmp::remove_abandoned(layout.tmp())?;
+        let tmp = TmpDir::create(layout.tmp())?;
+        let usage = AtomicU64::new(scan::total_size(layout.objects())?);
+        let empty = function.hash_bytes(&[]);
+        Ok(Store { inner: Arc::new(Inner { layout, function, empty, usage, tmp }) })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        self.inner.layout.root()
+    }
+
+    /// The paths of the store's layout.
+    pub fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    /// The digest function blobs are stored under.
+    pub fn digest_function(&self) -> DigestFunction {
+        self.inner.function
+    }
+
+    /// Where the object for `digest` is (or would be) stored.
+    pub fn object_path(&self, digest: &Digest) -> PathBuf {
+        self.inner.layout.object_path(digest)
+    }
+
+    /// Bytes used by objects (their file lengths), as this store knows it.
+    pub fn usage(&self) -> u64 {
+        self.inner.usage.load(Ordering::Relaxed)
+    }
+
+    /// Removes the object for `digest` and takes its size off the usage. Returns whether there
+    /// was one to remove. Readers that already opened it keep reading it.
+    pub fn remove(&self, digest: &Digest) -> Result<bool> {
+        let path = self.object_path(digest);
+        let metadata = match fs::symlink_metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StoreError::io("stat", path, e)),
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                // Only the remover whose unlink succeeded subtracts: concurrent removes count once.
+                self.inner.sub_usage(metadata.len());
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io("remove", path, e)),
+        }
+    }
+}
+
+impl Inner {
+    fn add_usage(&self, bytes: u64) {
+        self.usage.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Saturating: objects written by other processes since open were never added here.
+    fn sub_usage(&self, bytes: u64) {
+        let _ =
+            self.usage.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| Some(u.saturating_sub(bytes)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_is_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Store>();
+        assert_send_sync::<BlobWriter>();
+    }
+}

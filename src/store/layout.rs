@@ -1,0 +1,89 @@
+//! Where things live under a store root, exactly as buildbox-casd lays them out.
+//!
+//! ```text
+//! ROOT/cas/objects/<first 2 hex digits>/<remaining hex digits>   one read-only file per blob
+//! ROOT/cas/tmp/                                                  writers' temporary files
+//! ```
+//! BuildStream reads blobs straight from `cas/objects`, so this layout is a contract.
+
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+
+/// The paths of one store root.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+    objects: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Layout {
+    /// The layout under `root`.
+    pub fn new(root: &Path) -> Self {
+        let cas = root.join("cas");
+        Self { root: root.to_owned(), objects: cas.join("objects"), tmp: cas.join("tmp") }
+    }
+
+    /// The store root (`CACHE_DIR` for buildbox-casd).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `ROOT/cas/objects`: the fan-out directories.
+    pub fn objects(&self) -> &Path {
+        &self.objects
+    }
+
+    /// `ROOT/cas/tmp`: temporary files of writers.
+    pub fn tmp(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// `ROOT/cas/objects/<hh>/<rest>` for `digest` (the size is not part of the path).
+    pub fn object_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hash_hex();
+        let (fan_out, rest) = hex.split_at(2);
+        let mut path = self.objects.join(fan_out);
+        path.push(rest);
+        path
+    }
+}
+
+/// The digest of an object file of `size` bytes, from its fan-out directory and file names, if
+/// they are lowercase hex of a supported length; `None` for anything else under `cas/objects`.
+pub fn object_digest(fan_out: &str, name: &str, size: u64) -> Option<Digest> {
+    if fan_out.len() != 2 {
+        return None;
+    }
+    let size = i64::try_from(size).ok()?;
+    Digest::from_hex(&format!("{fan_out}{name}"), size).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::DigestFunction;
+
+    #[test]
+    fn object_path_splits_after_two_hex_digits() {
+        let layout = Layout::new(Path::new("/cache"));
+        let digest = DigestFunction::Sha256.hash_bytes(b"abc");
+        assert_eq!(
+            layout.object_path(&digest),
+            Path::new("/cache/cas/objects/ba/7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_eq!(layout.tmp(), Path::new("/cache/cas/tmp"));
+    }
+
+    #[test]
+    fn object_digest_accepts_only_hex_names() {
+        let rest = "7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let abc = DigestFunction::Sha256.hash_bytes(b"abc");
+        assert_eq!(object_digest("ba", rest, 3), Some(abc));
+        assert_eq!(object_digest("bA", rest, 3), None);
+        assert_eq!(object_digest("b", rest, 3), None);
+        assert_eq!(object_digest("ba", "7816", 3), None);
+        assert_eq!(object_digest("ba", &format!("{rest}.tmp"), 3), None);
+    }
+}
