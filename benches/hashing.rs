@@ -41,7 +41,9 @@ fn from_file(c: &mut Criterion) {
     let mut group = c.benchmark_group("hash_file_64MiB");
     group.throughput(Throughput::Bytes(SIZE as u64)).sample_size(10);
     group.bench_function("SHA256", |b| {
-        b.iter(|| DigestFunction::Sha256.hash_reader(std::fs::File::open(&path).expect("open")).expect("read"))
+        b.iter(|| {
+            DigestFunction::Sha256.hash_reader(std::fs::File::open(&path).expect("open")).expect("read")
+        })
     });
     group.finish();
 }

@@ -152,6 +152,23 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn text_form_round_trips(data: Vec<u8>, index in 0..DigestFunction::ALL.len()) {
+            let function = DigestFunction::ALL[index];
+            let digest = function.hash_bytes(&data);
+            let parsed: Digest = digest.to_string().parse().unwrap();
+            proptest::prop_assert_eq!(parsed, digest);
+            proptest::prop_assert_eq!(Digest::from_hex(&digest.hash_hex(), digest.size_i64()).unwrap(), digest);
+            function.check(&parsed).unwrap();
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,80}") {
+            let _ = text.parse::<Digest>();
+        }
+    }
+
     #[test]
     fn negative_proto_size_is_refused() {
         assert!(matches!(Digest::from_hex(&"0".repeat(64), -5), Err(DigestError::Size(_))));
