@@ -32,7 +32,7 @@ impl Store {
     }
 
     /// The digests of `digests` that are not stored, in order. Present ones are marked used (their
-    /// mtime is the LRU clock), as buildbox-casd's FindMissingBlobs does.
+    /// mtime is the LRU clock, to a minute's grain), as buildbox-casd's FindMissingBlobs does.
     pub fn find_missing(&self, digests: &[Digest]) -> Vec<Digest> {
         let now = now_seconds();
         let missing = |digest: &&Digest| !self.present_and_touched(digest, now);
