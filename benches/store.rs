@@ -4,10 +4,11 @@
 //! Run with `cargo bench --bench store`. Blobs live in a temporary directory on the same
 //! filesystem as `$TMPDIR`; reads are from the page cache.
 
+use std::fs::File;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rebox::digest::{Digest, DigestFunction};
 use rebox::store::Store;
 
@@ -86,11 +87,25 @@ fn populated(count: u64) -> (tempfile::TempDir, Store, Vec<Digest>) {
 fn presence(c: &mut Criterion) {
     const PRESENT: u64 = 50_000;
     let (_root, store, mut query) = populated(PRESENT);
+    let present_paths: Vec<_> = query.iter().map(|d| store.object_path(d)).collect();
     query.extend((PRESENT..2 * PRESENT).map(|n| DigestFunction::Sha256.hash_bytes(&n.to_le_bytes())));
     let mut group = c.benchmark_group("store_presence");
-    group.throughput(Throughput::Elements(query.len() as u64)).sample_size(20);
+    group.throughput(Throughput::Elements(query.len() as u64)).sample_size(10);
     group.bench_function("find_missing_100k_half_present", |b| {
         b.iter(|| assert_eq!(store.find_missing(black_box(&query)).len(), PRESENT as usize))
+    });
+    // Every present blob last used an hour ago, so each one is touched (a second syscall).
+    group.bench_function("find_missing_100k_half_present_stale", |b| {
+        b.iter_batched(
+            || {
+                let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+                for path in &present_paths {
+                    File::open(path).unwrap().set_modified(hour_ago).unwrap();
+                }
+            },
+            |()| assert_eq!(store.find_missing(black_box(&query)).len(), PRESENT as usize),
+            BatchSize::PerIteration,
+        )
     });
     group.bench_function("contains_100k_sequential", |b| {
         b.iter(|| query.iter().filter(|d| store.contains(d)).count())

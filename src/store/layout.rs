@@ -50,6 +50,37 @@ impl Layout {
     }
 }
 
+/// An object's path relative to `cas/objects` (`hh/rest`), built on the stack: existence checks
+/// of large batches then cost no allocation and a two-component lookup from an open directory.
+#[derive(Debug, Clone, Copy)]
+pub struct RelativeObjectPath {
+    bytes: [u8; RelativeObjectPath::MAX_LEN],
+    len: usize,
+}
+
+impl RelativeObjectPath {
+    /// The longest hash (SHA-512) in hex, plus the `/`.
+    const MAX_LEN: usize = 2 * 64 + 1;
+
+    /// The relative path of `digest`'s object.
+    pub fn new(digest: &Digest) -> Self {
+        let hash = digest.hash_bytes();
+        let mut hex = [0u8; 2 * 64];
+        let hex = &mut hex[..2 * hash.len()];
+        hex::encode_to_slice(hash, hex).expect("the buffer fits the longest hash");
+        let mut bytes = [0u8; Self::MAX_LEN];
+        bytes[..2].copy_from_slice(&hex[..2]);
+        bytes[2] = b'/';
+        bytes[3..=hex.len()].copy_from_slice(&hex[2..]);
+        Self { bytes, len: hex.len() + 1 }
+    }
+
+    /// The path as bytes (no terminating NUL).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// The digest of an object file of `size` bytes, from its fan-out directory and file names, if
 /// they are lowercase hex of a supported length; `None` for anything else under `cas/objects`.
 pub fn object_digest(fan_out: &str, name: &str, size: u64) -> Option<Digest> {
@@ -74,6 +105,17 @@ mod tests {
             Path::new("/cache/cas/objects/ba/7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
         assert_eq!(layout.tmp(), Path::new("/cache/cas/tmp"));
+    }
+
+    #[test]
+    fn relative_object_path_matches_the_full_path() {
+        let layout = Layout::new(Path::new("/cache"));
+        for function in DigestFunction::ALL {
+            let digest = function.hash_bytes(b"abc");
+            let relative = RelativeObjectPath::new(&digest);
+            let relative = std::str::from_utf8(relative.as_bytes()).unwrap();
+            assert_eq!(layout.objects().join(relative), layout.object_path(&digest), "{function}");
+        }
     }
 
     #[test]

@@ -29,9 +29,13 @@ pub use writer::{BlobWriter, OBJECT_MODE};
 
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use crate::digest::{Digest, DigestFunction};
 use error::IoContext;
@@ -53,6 +57,8 @@ struct Inner {
     /// Bytes in objects: found on open, plus what this store published, minus what it removed.
     usage: AtomicU64,
     tmp: TmpDir,
+    /// `cas/objects`, open (`O_PATH`) for lookups relative to it.
+    objects_dir: OwnedFd,
 }
 
 impl Store {
@@ -66,7 +72,10 @@ impl Store {
         let tmp = TmpDir::create(layout.tmp())?;
         let usage = AtomicU64::new(scan::total_size(layout.objects())?);
         let empty = function.hash_bytes(&[]);
-        Ok(Store { inner: Arc::new(Inner { layout, function, empty, usage, tmp }) })
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let objects_dir = nix::fcntl::open(layout.objects(), flags, Mode::empty())
+            .map_err(|errno| StoreError::io("open directory", layout.objects(), errno.into()))?;
+        Ok(Store { inner: Arc::new(Inner { layout, function, empty, usage, tmp, objects_dir }) })
     }
 
     /// The store's root directory.

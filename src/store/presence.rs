@@ -1,16 +1,25 @@
 //! Existence checks: `contains` (no side effect) and `find_missing` (touches what it finds).
 //!
-//! One `lstat` per digest (plus a `utimensat` for the present ones) is all it costs; large batches
-//! are split across threads, since each check is an independent syscall.
+//! One `fstatat` per digest, relative to the open `cas/objects` directory with a path built on
+//! the stack, plus a `utimensat` for present ones not touched in the last minute, is all it costs.
+//! Large batches are split across threads, since each check is an independent syscall.
 
-use std::fs;
-use std::path::Path;
+use std::os::fd::AsFd;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{SFlag, fstatat};
 use rayon::prelude::*;
 
 use super::Store;
-use super::touch::touch_path;
+use super::layout::RelativeObjectPath;
+use super::touch::touch_at;
 use crate::digest::Digest;
+
+/// Objects used less than this many seconds ago are not touched again: the LRU clock needs no
+/// finer grain, and repeated queries for the same blobs (the common case) then cost one `fstatat`
+/// each instead of two syscalls.
+const TOUCH_GRANULARITY: i64 = 60;
 
 /// Batches smaller than this are checked on the calling thread (thread hand-off costs more).
 const PARALLEL_MIN: usize = 512;
@@ -23,9 +32,10 @@ impl Store {
     }
 
     /// The digests of `digests` that are not stored, in order. Present ones are marked used (their
-    /// mtime is the LRU clock), as buildbox-casd's FindMissingBlobs does.
+    /// mtime is the LRU clock, to a minute's grain), as buildbox-casd's FindMissingBlobs does.
     pub fn find_missing(&self, digests: &[Digest]) -> Vec<Digest> {
-        let missing = |digest: &&Digest| !self.touch_if_present(digest);
+        let now = now_seconds();
+        let missing = |digest: &&Digest| !self.present_and_touched(digest, now);
         if digests.len() < PARALLEL_MIN {
             digests.iter().filter(missing).copied().collect()
         } else {
@@ -33,24 +43,46 @@ impl Store {
         }
     }
 
-    /// Whether the blob is stored; if so, marks it used. A touch that fails (say, on a read-only
-    /// store) leaves the answer unchanged. The empty blob is written if it is missing, so that
-    /// what is reported present can always be read straight from `cas/objects` (as BuildStream does).
+    /// Whether the blob is stored; if so, marks it used.
     pub(crate) fn touch_if_present(&self, digest: &Digest) -> bool {
-        let path = self.object_path(digest);
-        if is_object_of(&path, digest) {
-            let _ = touch_path(&path);
-            return true;
+        self.present_and_touched(digest, now_seconds())
+    }
+
+    /// Whether the blob is stored; if so, and its mtime is older than [`TOUCH_GRANULARITY`]
+    /// before `now`, sets it to now. A touch that fails (say, on a read-only store) leaves the
+    /// answer unchanged. The empty blob is written if it is missing, so that what is reported
+    /// present can always be read straight from `cas/objects` (as BuildStream does).
+    fn present_and_touched(&self, digest: &Digest, now: i64) -> bool {
+        let relative = RelativeObjectPath::new(digest);
+        match self.stat_object(&relative, digest) {
+            Some(mtime) => {
+                if now.saturating_sub(mtime) >= TOUCH_GRANULARITY {
+                    let _ = touch_at(self.inner.objects_dir.as_fd(), relative.as_bytes());
+                }
+                true
+            }
+            None => *digest == self.inner.empty && self.writer(None).and_then(|w| w.commit()).is_ok(),
         }
-        *digest == self.inner.empty && self.writer(None).and_then(|writer| writer.commit()).is_ok()
     }
 
     fn stored_with_size(&self, digest: &Digest) -> bool {
-        is_object_of(&self.object_path(digest), digest)
+        self.stat_object(&RelativeObjectPath::new(digest), digest).is_some()
+    }
+
+    /// The mtime (in seconds) of the regular file of `digest`'s length at `relative`, if any.
+    fn stat_object(&self, relative: &RelativeObjectPath, digest: &Digest) -> Option<i64> {
+        let stat = fstatat(self.inner.objects_dir.as_fd(), relative.as_bytes(), AtFlags::AT_SYMLINK_NOFOLLOW);
+        stat.ok()
+            .filter(|s| {
+                SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG
+                    && u64::try_from(s.st_size) == Ok(digest.size())
+            })
+            .map(|s| s.st_mtime)
     }
 }
 
-/// Whether `path` is a regular file of `digest`'s length.
-fn is_object_of(path: &Path, digest: &Digest) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == digest.size())
+/// Seconds since the epoch.
+fn now_seconds() -> i64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
 }
