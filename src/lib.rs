@@ -2,6 +2,7 @@
 //!
 //! Layers, each depending only on those below it:
 //! - [`cli`]: the `rebox` command line (also invoked as `buildbox-run` / `buildbox-casd`);
+//! - [`grpc`]: the daemon's gRPC services (REAPI CAS, ByteStream, LocalCAS, ...);
 //! - [`tree`]: Directory protos built from and checked against the store;
 //! - [`store`]: the content-addressable store on disk;
 //! - [`digest`]: content digests and hashing;
@@ -9,6 +10,7 @@
 
 pub mod cli;
 pub mod digest;
+pub mod grpc;
 pub mod proto;
 pub mod store;
 pub mod tree;
