@@ -8,6 +8,7 @@
 //! - [`digest`]: content digests and hashing;
 //! - [`proto`]: the wire types.
 
+pub mod action_cache;
 pub mod cli;
 pub mod digest;
 pub mod grpc;

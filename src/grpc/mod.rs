@@ -4,9 +4,15 @@
 //! (filesystem, hashing) off the async executor, and maps errors to gRPC statuses. The work itself
 //! lives in [`crate::store`], [`crate::tree`], [`crate::staging`] and [`crate::capture`].
 
+pub mod action_cache;
+pub mod bytestream;
+pub mod capabilities;
+pub mod cas;
 pub mod client;
 pub mod local_cas;
+pub mod request;
 mod shared;
+pub mod status;
 
 pub use shared::Shared;
 
@@ -14,7 +20,11 @@ use std::sync::Arc;
 
 use tonic::service::Routes;
 
+use crate::proto::build::bazel::remote::execution::v2::action_cache_server::ActionCacheServer;
+use crate::proto::build::bazel::remote::execution::v2::capabilities_server::CapabilitiesServer;
+use crate::proto::build::bazel::remote::execution::v2::content_addressable_storage_server::ContentAddressableStorageServer;
 use crate::proto::build::buildgrid::local_content_addressable_storage_server::LocalContentAddressableStorageServer;
+use crate::proto::google::bytestream::byte_stream_server::ByteStreamServer;
 
 /// Largest message rebox decodes or encodes. REAPI batch calls and Tree messages exceed tonic's
 /// 4 MiB default; clients size batches by Capabilities' `max_batch_total_size_bytes`.
@@ -22,8 +32,24 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
 /// Every service, ready to be served on one socket.
 pub fn routes(shared: Arc<Shared>) -> Routes {
-    let local_cas = LocalContentAddressableStorageServer::new(local_cas::LocalCas::new(shared))
+    let local_cas = LocalContentAddressableStorageServer::new(local_cas::LocalCas::new(Arc::clone(&shared)))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let cas = ContentAddressableStorageServer::new(cas::Cas::new(Arc::clone(&shared)))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let bytestream = ByteStreamServer::new(bytestream::ByteStreamService::new(Arc::clone(&shared)))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let action_cache = ActionCacheServer::new(action_cache::ActionCacheService::new(Arc::clone(&shared)))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let capabilities = CapabilitiesServer::new(capabilities::CapabilitiesService::new(shared))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     Routes::new(local_cas)
+        .add_service(cas::CasServer::new(cas))
+        .add_service(bytestream)
+        .add_service(action_cache)
+        .add_service(capabilities)
 }

@@ -9,4 +9,7 @@ pub struct Shared {
     pub store: Store,
     /// The instance name this daemon serves (`""` by default); requests may name it or leave it empty.
     pub instance_name: String,
+    /// Whether this daemon runs actions itself (`--buildbox-run`): Capabilities then advertises
+    /// execution too.
+    pub execution_enabled: bool,
 }
