@@ -134,7 +134,12 @@ async fn feed(
             let _ = pieces.send(Piece::Finish).await;
             return Ok(());
         }
-        request = match stream.message().await {
+        // The writer thread may stop before the client does (the blob turned out to be present).
+        let next = tokio::select! {
+            next = stream.message() => next,
+            () = pieces.closed() => return Ok(()),
+        };
+        request = match next {
             Ok(Some(request)) => request,
             Ok(None) => return Ok(()),
             Err(status) => return Err(Stop::Broken(status)),
