@@ -13,5 +13,6 @@ pub mod cli;
 pub mod digest;
 pub mod grpc;
 pub mod proto;
+pub mod staging;
 pub mod store;
 pub mod tree;

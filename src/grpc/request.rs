@@ -64,7 +64,7 @@ mod tests {
     fn shared(instance: &str) -> (tempfile::TempDir, Shared) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), DigestFunction::Sha256).unwrap();
-        (dir, Shared { store, instance_name: instance.into(), execution_enabled: false })
+        (dir, Shared::new(store, instance))
     }
 
     #[test]

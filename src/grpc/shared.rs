@@ -1,5 +1,6 @@
 //! The state every service of one daemon shares.
 
+use crate::staging::Stages;
 use crate::store::Store;
 
 /// What the services of one `rebox casd` share: the store and the daemon's settings.
@@ -12,4 +13,16 @@ pub struct Shared {
     /// Whether this daemon runs actions itself (`--buildbox-run`): Capabilities then advertises
     /// execution too.
     pub execution_enabled: bool,
+    /// The live stages (StageTree). The daemon calls `cleanup_all` at shutdown; capture asks it for
+    /// the known digests of staged files.
+    pub stages: Stages,
+}
+
+impl Shared {
+    /// The state of a daemon serving `store` as `instance_name`, with default settings: no
+    /// execution, no stages yet.
+    pub fn new(store: Store, instance_name: impl Into<String>) -> Self {
+        let stages = Stages::new(store.clone());
+        Self { store, instance_name: instance_name.into(), execution_enabled: false, stages }
+    }
 }

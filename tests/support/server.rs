@@ -47,9 +47,8 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = Store::open(&dir.path().join("cache"), DigestFunction::Sha256).expect("open store");
         let shared = Arc::new(Shared {
-            store,
-            instance_name: options.instance_name,
             execution_enabled: options.execution_enabled,
+            ..Shared::new(store, options.instance_name)
         });
         let socket = dir.path().join("casd.sock");
         let incoming = UnixListenerStream::new(UnixListener::bind(&socket).expect("bind socket"));

@@ -1,0 +1,92 @@
+//! Staging: materialising a CAS tree as a directory an action can use, read and write, without
+//! any chance of changing a CAS object (LocalCAS `StageTree`).
+//!
+//! # Design
+//!
+//! CAS objects are 0444, owned by the daemon, and their mtime is the LRU clock, so they can't be
+//! the staged inodes (a staged file shows the tree's mode, mtime and owner), and hardlinking them
+//! straight into the stage (as buildbox-casd does) lets any action that can chmod its inputs
+//! corrupt the cache. Copying every file is safe but slow. rebox stages in three layers:
+//!
+//! 1. **Pool** ([`pool`]): one private copy of a blob per (digest, mode, mtime, uid, gid)
+//!    actually staged, under `cas/staging-pool`, made once and hardlinked from then on.
+//! 2. **Farm** ([`farm`]): per (root digest, owner), the tree as directories (with the staged
+//!    modes and mtimes) and hardlinks to pool variants, built once in a private dir and renamed
+//!    into place atomically (so concurrent stages of one tree are safe), then kept and never
+//!    written again.
+//! 3. **Overlay** ([`mounts`]): each stage mounts an overlayfs at the stage path, the farm as its
+//!    read-only lower layer and a fresh per-stage upper dir (on the store's filesystem) taking
+//!    every change. A write, chmod, truncate, rename or unlink copies up or leaves a whiteout in
+//!    the upper dir; the farm and the pool are never touched. Then `SubtreeReadOnly` subtrees are
+//!    bind-mounted read-only (EROFS to the action), and deeper "false" ones writable again.
+//!
+//! Staging a tree whose farm exists costs a few mounts, whatever its size; a new tree costs one
+//! hardlink per file (plus one copy per blob the pool lacks).
+//!
+//! Where no overlay can be mounted (the daemon is not root: EPERM), every stage is a full copy of
+//! the tree into the stage dir (safe, slower), said once in the log. A link that can't be made
+//! (EMLINK, EXDEV) falls back to a copy of that one file. FUSE staging (issue #5) is not
+//! available: a FUSE request is staged this way, which gives the guarantees FUSE would (writable,
+//! the CAS untouchable), with a log line; BuildStream sends DEFAULT anyway.
+//!
+//! # Safety of the stage
+//!
+//! The tree is read and validated ([`Tree::read`](crate::tree::Tree::read)), its node properties
+//! and expanded size checked, and its blobs found, before anything is written. Everything is
+//! created with `*at` syscalls from directory fds opened `O_NOFOLLOW` ([`build`]), so nothing
+//! is resolved through a symlink. Stage dirs sit in 0700 parents owned by the stage's user, the
+//! scratch, pool and farms in 0700 dirs, so no other host user reaches them; the overlay is
+//! mounted nosuid,nodev, and setuid/setgid bits are never staged.
+//!
+//! # Lifecycle
+//!
+//! Each daemon works in its own `cas/staging/rebox-<pid>-<nonce>` dir, flock'd while it lives.
+//! [`Stages`] keeps the live stages: [`Stages::unstage`] unmounts (lazily, and logged, only if a
+//! plain unmount fails) and removes the stage's dirs; [`Stages::cleanup_all`] does so for all at
+//! shutdown; [`cleanup_stale`] removes, at start-up, what dead daemons left (mounts found in
+//! `/proc/self/mountinfo` by their tag, their dir, or the client paths they recorded).
+//!
+//! # Known digests
+//!
+//! [`Stages::known_digests`] gives capture, for a live overlay stage, the digest of any file still
+//! exactly as staged (no upper-dir entry at its path, same inode as the farm's) without hashing:
+//! see [`KnownDigests`].
+//!
+//! All privileged or hard-to-fake syscalls (mount, unmount, link, copy) go through [`Sys`], so
+//! tests can record and refuse them.
+
+mod attrs;
+mod build;
+mod error;
+mod farm;
+mod known;
+mod layout;
+mod mountinfo;
+mod mounts;
+mod owner;
+mod plan;
+mod pool;
+mod remove;
+mod request;
+mod stages;
+mod stale;
+pub mod sys;
+mod target;
+
+#[cfg(test)]
+mod tests;
+
+pub use attrs::{DEFAULT_MTIME, Owner, SUBTREE_READ_ONLY};
+pub use error::StagingError;
+pub use known::KnownDigests;
+pub use layout::StagingLayout;
+pub use plan::MAX_STAGED_ENTRIES;
+pub use request::{StageRequest, StagingMode};
+pub use stages::{Method, StageId, Staged, Stages};
+pub use stale::{StaleReport, cleanup_stale, cleanup_stale_with};
+pub use sys::{RealSys, Sys};
+
+/// The mount source of a daemon's overlays, which names it in `/proc/self/mountinfo`.
+fn overlay_tag(owner_dir_name: &str) -> String {
+    format!("rebox-stage:{owner_dir_name}")
+}

@@ -1,0 +1,239 @@
+//! Staging lifecycle with real mounts: concurrent stages, client paths, clean-up at shutdown and
+//! after a crash, and trees refused before anything is written. Needs root (overlay mounts).
+
+mod staging_support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+
+use rebox::digest::{Digest, DigestFunction};
+use rebox::proto::build::bazel::remote::execution::v2 as reapi;
+use rebox::staging::{Method, StageRequest, Stages, StagingError, StagingMode, cleanup_stale};
+use rebox::store::Store;
+use rebox::tree::to_proto;
+use staging_support::*;
+
+fn request(root: Digest) -> StageRequest {
+    StageRequest { root, path: None, credentials: None, mode: StagingMode::Default }
+}
+
+fn tree(store: &Store, tag: &str) -> Digest {
+    let ro = reapi::Directory {
+        files: vec![file(store, "r", format!("read-only {tag}").as_bytes())],
+        directories: vec![dir(
+            store,
+            "rw",
+            &reapi::Directory { node_properties: read_only("false"), ..Default::default() },
+        )],
+        node_properties: read_only("true"),
+        ..Default::default()
+    };
+    put_dir(
+        store,
+        &reapi::Directory {
+            files: vec![executable(store, "exe", tag.as_bytes()), file(store, "plain", b"plain")],
+            directories: vec![dir(store, "ro", &ro)],
+            symlinks: vec![symlink("link", "plain")],
+            ..Default::default()
+        },
+    )
+}
+
+fn entries(path: &Path) -> Vec<PathBuf> {
+    fs::read_dir(path).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+}
+
+#[test]
+fn concurrent_stages_of_one_tree_share_one_farm_and_not_their_changes() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let (_tmp, store) = store();
+    let root = tree(&store, "t");
+    let staged: Vec<_> = thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let stages = Cleaning::new(&store); // As four daemons on one cache.
+                scope.spawn(move || (stages.stage(&request(root)).unwrap(), stages))
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    assert_eq!(entries(staged[0].1.layout().farms()).len(), 1, "one farm published");
+    for (i, (s, _)) in staged.iter().enumerate() {
+        assert_eq!(s.method, Method::Overlay);
+        fs::write(s.dir.join(format!("out-{i}")), b"x").unwrap();
+        fs::write(s.dir.join("plain"), format!("changed by {i}")).unwrap();
+    }
+    for (i, (s, _)) in staged.iter().enumerate() {
+        assert_eq!(fs::read_to_string(s.dir.join("plain")).unwrap(), format!("changed by {i}"));
+        assert_eq!(entries(&s.dir).iter().filter(|p| p.to_string_lossy().contains("out-")).count(), 1);
+    }
+    for (s, stages) in &staged {
+        stages.unstage(s.id).unwrap();
+        assert!(mounts_under(&s.dir).is_empty() && !s.dir.exists());
+    }
+}
+
+#[test]
+fn cleanup_all_leaves_no_mount_and_no_dir() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let (_tmp, store) = store();
+    let stages = Cleaning::new(&store);
+    let client = tempfile::tempdir().unwrap();
+    let given = client.path().join("a/b/stage");
+    let staged = [
+        stages.stage(&request(tree(&store, "1"))).unwrap(),
+        stages.stage(&request(tree(&store, "2"))).unwrap(),
+        stages.stage(&StageRequest { path: Some(given.clone()), ..request(tree(&store, "1")) }).unwrap(),
+    ];
+    assert_eq!(staged[2].path, given.to_str().unwrap(), "a client path is answered as given");
+    assert_eq!(mounts_under(stages.layout().staging()).len(), 6);
+    assert_eq!(mounts_under(&given).len(), 3);
+    assert_eq!(stages.cleanup_all(), 3);
+    assert!(mounts_under(stages.layout().staging()).is_empty());
+    assert!(mounts_under(client.path()).is_empty());
+    let owner_dirs = entries(stages.layout().staging());
+    assert_eq!(owner_dirs.len(), 1);
+    assert!(entries(&owner_dirs[0]).is_empty(), "left: {:?}", entries(&owner_dirs[0]));
+    assert!(!given.exists() && client.path().join("a/b").exists(), "the created path goes, its parents stay");
+}
+
+#[test]
+fn client_paths_must_be_missing_or_empty_directories() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let (_tmp, store) = store();
+    let stages = Cleaning::new(&store);
+    let root = tree(&store, "c");
+    let client = tempfile::tempdir().unwrap();
+
+    let empty = client.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let staged = stages.stage(&StageRequest { path: Some(empty.clone()), ..request(root) }).unwrap();
+    assert_eq!(fs::read(empty.join("plain")).unwrap(), b"plain");
+    stages.unstage(staged.id).unwrap();
+    assert!(empty.is_dir() && entries(&empty).is_empty(), "an existing dir is kept, empty");
+
+    let full = client.path().join("full");
+    fs::create_dir(&full).unwrap();
+    fs::write(full.join("mine"), b"mine").unwrap();
+    let error = stages.stage(&StageRequest { path: Some(full.clone()), ..request(root) }).unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(error.to_string().contains("not empty"), "{error}");
+    assert_eq!(entries(&full).len(), 1);
+
+    let not_dir = client.path().join("file");
+    fs::write(&not_dir, b"").unwrap();
+    let error = stages.stage(&StageRequest { path: Some(not_dir), ..request(root) }).unwrap_err();
+    assert!(matches!(error, StagingError::BadTarget { .. }), "{error}");
+    assert!(stages.live().is_empty());
+    assert!(mounts_under(client.path()).is_empty());
+}
+
+#[test]
+fn bad_trees_are_refused_before_anything_is_written() {
+    let (_tmp, store) = store();
+    let stages = Cleaning::new(&store);
+    let outside = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, reapi::Directory)> = vec![
+        ("..", reapi::Directory { files: vec![file(&store, "..", b"x")], ..Default::default() }),
+        ("slash", reapi::Directory { files: vec![file(&store, "a/b", b"x")], ..Default::default() }),
+        (
+            // The symlink-then-directory trick: `a` -> outside, then a directory `a` with a file.
+            "symlink-then-directory",
+            reapi::Directory {
+                directories: vec![dir(
+                    &store,
+                    "a",
+                    &reapi::Directory { files: vec![file(&store, "pwned", b"x")], ..Default::default() },
+                )],
+                symlinks: vec![symlink("a", outside.path().to_str().unwrap())],
+                ..Default::default()
+            },
+        ),
+        ("bad mode value", reapi::Directory { node_properties: read_only("yes"), ..Default::default() }),
+    ];
+    for (what, directory) in cases {
+        let error = stages.stage(&request(put_dir(&store, &directory))).unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument, "{what}: {error}");
+    }
+    // A tree that shares subtrees can describe more entries than any disk holds.
+    let mut bomb = reapi::Directory { files: vec![file(&store, "f", b"x")], ..Default::default() };
+    for _ in 0..40 {
+        let digest = to_proto(&put_dir(&store, &bomb));
+        let node = |name: &str| reapi::DirectoryNode { name: name.into(), digest: Some(digest.clone()) };
+        bomb = reapi::Directory { directories: vec![node("a"), node("b")], ..Default::default() };
+    }
+    let error = stages.stage(&request(put_dir(&store, &bomb))).unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(error.to_string().contains("expands to"), "{error}");
+
+    assert!(entries(outside.path()).is_empty());
+    let cas = store.root().join("cas");
+    for staging_dir in ["staging", "staging-pool", "staging-farms"] {
+        assert!(!cas.join(staging_dir).exists(), "{staging_dir} was created for a bad tree");
+    }
+}
+
+/// Env var naming the store root in which the crash helper stages and then dies.
+const CRASH_ROOT: &str = "REBOX_STAGING_CRASH_ROOT";
+
+#[test]
+#[ignore = "helper process of stale_cleanup_removes_what_a_crashed_daemon_left"]
+fn crash_helper() {
+    let root = PathBuf::from(std::env::var(CRASH_ROOT).expect("run by the stale clean-up test"));
+    let store = Store::open(&root, DigestFunction::Sha256).unwrap();
+    let stages = Stages::new(store.clone());
+    let generated = stages.stage(&request(tree(&store, "crash"))).unwrap();
+    let client = StageRequest { path: Some(root.join("client-stage")), ..request(tree(&store, "crash")) };
+    let given = stages.stage(&client).unwrap();
+    println!("STAGED {}", generated.dir.display());
+    println!("STAGED {}", given.dir.display());
+    // Die without unstaging, as a crashed daemon does.
+    std::process::exit(0);
+}
+
+#[test]
+fn stale_cleanup_removes_what_a_crashed_daemon_left() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let (_tmp, store) = store();
+    let live = Cleaning::new(&store);
+    let alive = live.stage(&request(tree(&store, "alive"))).unwrap();
+
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_helper", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CRASH_ROOT, store.root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let left: Vec<PathBuf> = stdout
+        .lines()
+        .filter_map(|l| l.split_once("STAGED ").map(|(_, path)| path))
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(left.len(), 2, "helper output: {stdout} {}", String::from_utf8_lossy(&output.stderr));
+    for path in &left {
+        assert_eq!(mounts_under(path).len(), 3, "the dead daemon's mounts are still there");
+    }
+
+    let report = cleanup_stale(store.root()).unwrap();
+    assert_eq!((report.daemons, report.mounts), (1, 6));
+    for path in &left {
+        assert!(mounts_under(path).is_empty(), "{} still mounted", path.display());
+        assert!(!path.exists(), "{} still there", path.display());
+    }
+    assert_eq!(entries(live.layout().staging()).len(), 1, "only the live daemon's dir is left");
+    // The live daemon's stage was not touched.
+    assert_eq!(mounts_under(&alive.dir).len(), 3);
+    assert_eq!(fs::read(alive.dir.join("exe")).unwrap(), b"alive");
+    assert_eq!(cleanup_stale(store.root()).unwrap().daemons, 0);
+    live.unstage(alive.id).unwrap();
+}
