@@ -329,6 +329,36 @@ cat build.log
     expect_stdout=["tool built"],
 )
 
+# SubtreeReadOnly enforced, as BuildStream runs buildbox-casd (with buildbox-fuse: EROFS). The
+# hardlink stager lets a root action write there, a known BuildBox shortfall, so it is no oracle.
+READ_ONLY_ENFORCED = ActionSpec(
+    name="read-only-enforced",
+    read_only_root=True,
+    writable=["buildstream-install"],
+    inputs=lambda tree: tree.file("etc/config", "config\n").file("usr/share/data", "data\n"),
+    script="""
+# subshells: a redirection error in a special builtin (`:`) would end `sh -e` itself
+(echo more >> /etc/config) 2>/dev/null && echo "appended to /etc/config" || echo "/etc/config refused"
+(: > /usr/share/data) 2>/dev/null && echo "truncated /usr/share/data" || echo "/usr/share/data refused"
+(mkdir /new-top-dir) 2>/dev/null && echo "made /new-top-dir" || echo "/new-top-dir refused"
+(rm /etc/config) 2>/dev/null && echo "removed /etc/config" || echo "rm /etc/config refused"
+(chmod 0777 /etc/config) 2>/dev/null && echo "chmodded /etc/config" || echo "chmod /etc/config refused"
+echo built > built.txt && echo "build dir writable"
+echo installed > /buildstream-install/installed.txt && echo "install dir writable"
+touch /tmp/scratch && echo "tmp writable"
+cat /etc/config /usr/share/data
+""",
+    output_paths=[".", "../../buildstream-install"],
+    oracles=("fuse",),
+    expect={
+        "buildstream/build/built.txt": "built\n",
+        "buildstream-install/installed.txt": "installed\n",
+    },
+    expect_stdout=["/etc/config refused", "/usr/share/data refused", "/new-top-dir refused",
+                   "rm /etc/config refused", "chmod /etc/config refused", "build dir writable",
+                   "install dir writable", "tmp writable", "config", "data"],
+)
+
 ACTIONS = [
     STAGE_INPUTS,
     NODE_PROPERTIES,
@@ -341,4 +371,5 @@ ACTIONS = [
     LARGE_FILES,
     MANY_FILES,
     BST_ELEMENT_SHAPE,
+    READ_ONLY_ENFORCED,
 ]

