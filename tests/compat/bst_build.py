@@ -1,0 +1,252 @@
+"""BuildStream 2.8.1 builds fixtures/bst-project with a given buildbox-casd; the checkouts must match.
+
+For each daemon (the oracle, then the candidate) the project is copied to a temp dir, its import
+source (busybox-static and its applet symlinks) is generated, and `bst build d.bst` runs with a PATH
+dir first holding `buildbox-casd` -> the daemon and `buildbox-run` -> the runner, with BuildStream's
+config, caches and logs all in temp dirs. `bst artifact checkout --deps run d.bst` then gives a tree
+per daemon; they must be identical (names, kinds, modes, contents, symlink targets; checkout
+mtimes are the time of checkout, so not compared).
+
+    bst_build.py --casd PATH [--baseline PATH] [--runner PATH] [--workdir DIR] [--keep]
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+
+from casd import HarnessError, bundled_buildbox
+from trees import describe_local, diff
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "bst-project"))
+BST = os.path.join(os.path.dirname(sys.executable), "bst")
+TARGET = "d.bst"
+BUILD_TIMEOUT = 300
+CHECKOUT_TIMEOUT = 120
+
+CONFIG = """\
+# Isolated: no remotes, one builder, everything under {root}.
+cachedir: {root}/cache
+logdir: {root}/logs
+sourcedir: {root}/sources
+cache:
+  quota: infinity
+scheduler:
+  fetchers: 1
+  builders: 1
+  pushers: 1
+  network-retries: 0
+  on-error: quit
+build:
+  max-jobs: 1
+"""
+
+
+def generate_busybox_root(dest, busybox="/bin/busybox"):
+    """The base element's import source: bin/busybox and bin/APPLET -> busybox."""
+    if not os.access(busybox, os.X_OK):
+        raise HarnessError(f"{busybox} not found: install the busybox-static package (scripts/peers does)")
+    bindir = os.path.join(dest, "bin")
+    os.makedirs(bindir)
+    shutil.copy2(busybox, os.path.join(bindir, "busybox"))
+    applets = subprocess.run([busybox, "--list"], check=True, capture_output=True, text=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            os.symlink("busybox", os.path.join(bindir, applet))
+
+
+class CasdWatcher(threading.Thread):
+    """Watches /proc for a process started as `argv0`: proof BuildStream ran our buildbox-casd."""
+
+    def __init__(self, argv0):
+        super().__init__(daemon=True)
+        self.argv0 = argv0
+        self.seen = False
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set() and not self.seen:
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                        argv0 = cmdline.read().split(b"\0", 1)[0].decode(errors="replace")
+                except OSError:
+                    continue
+                if argv0 == self.argv0:
+                    self.seen = True
+                    break
+            self.done.wait(0.05)
+
+
+def run_logged(argv, env, log_path, timeout, what):
+    """Run bst; on timeout end it and everything it started (casd and buildbox-run leave its group)."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            code = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            end_tree(process)
+            raise HarnessError(f"{what} timed out after {timeout}s")
+    if code != 0:
+        raise HarnessError(f"{what} exited {code}")
+
+
+def end_tree(process):
+    """SIGTERM the process and all its descendants, then SIGKILL what is left after 20 s."""
+    try:
+        tree = [psutil.Process(process.pid)]
+        tree += tree[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for proc in tree:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=20)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    process.wait()
+
+
+def tail_logs(root, log_paths, lines=60):
+    """The end of every log worth reading after a failure: bst's output, element build logs, casd's."""
+    paths = list(log_paths)
+    for dirpath, _, filenames in os.walk(os.path.join(root, "logs")):
+        paths += [os.path.join(dirpath, name) for name in sorted(filenames)]
+    out = []
+    for path in paths:
+        if not os.path.isfile(path):
+            continue
+        with open(path, errors="replace") as log:
+            text = log.read().splitlines()[-lines:]
+        out.append(f"--- {path} (last {len(text)} lines)\n" + "\n".join(text))
+    return "\n".join(out)
+
+
+def build(name, casd, runner, workdir):
+    """Build the project with `casd`; returns the checkout's directory."""
+    root = tempfile.mkdtemp(prefix=f"bst-{name}-", dir=workdir)
+    project = os.path.join(root, "project")
+    shutil.copytree(PROJECT, project, symlinks=True)
+    generate_busybox_root(os.path.join(project, "files", "busybox-root"))
+    bindir = os.path.join(root, "bin")
+    os.makedirs(bindir)
+    os.symlink(os.path.abspath(casd), os.path.join(bindir, "buildbox-casd"))
+    os.symlink(os.path.abspath(runner), os.path.join(bindir, "buildbox-run"))
+    config = os.path.join(root, "buildstream.conf")
+    with open(config, "w") as conf:
+        conf.write(CONFIG.format(root=root))
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("XDG_", "BST_"))
+    }
+    env.update(
+        PATH=f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        XDG_CACHE_HOME=os.path.join(root, "xdg-cache"),
+        XDG_CONFIG_HOME=os.path.join(root, "xdg-config"),
+        XDG_DATA_HOME=os.path.join(root, "xdg-data"),
+        HOME=root,
+        TMPDIR=os.path.join(root, "tmp"),
+    )
+    os.makedirs(env["TMPDIR"])
+    bst = [BST, "--no-interactive", "--config", config, "--directory", project]
+    checkout = os.path.join(root, "checkout")
+    build_log = os.path.join(root, "bst-build.log")
+    checkout_log = os.path.join(root, "bst-checkout.log")
+    watcher = CasdWatcher(os.path.join(bindir, "buildbox-casd"))
+    watcher.start()
+    started = time.monotonic()
+    try:
+        run_logged(bst + ["build", TARGET], env, build_log, BUILD_TIMEOUT, f"{name}: bst build {TARGET}")
+        built = time.monotonic()
+        run_logged(
+            bst + ["artifact", "checkout", "--deps", "run", "--directory", checkout, TARGET],
+            env, checkout_log, CHECKOUT_TIMEOUT, f"{name}: bst artifact checkout {TARGET}",
+        )
+    except HarnessError as error:
+        raise HarnessError(f"{error}\n{tail_logs(root, [build_log, checkout_log])}")
+    finally:
+        watcher.done.set()
+        watcher.join()
+    if not watcher.seen:
+        raise HarnessError(f"{name}: BuildStream did not run {bindir}/buildbox-casd (is it first on PATH?)")
+    print(f"  {name}: build {built - started:.1f}s, checkout {time.monotonic() - built:.1f}s")
+    return checkout
+
+
+def check_checkout(entries):
+    """What the project's elements must have produced, whichever daemon served them."""
+    expected = {
+        "usr/share/a/alpha.txt": b"alpha\n",
+        "usr/share/b/uid.txt": b"1000\n",
+        "usr/share/b/gid.txt": b"1000\n",
+        "usr/share/b/alpha-copy.txt": b"alpha\nb was here\n",
+        "usr/share/c/edited.txt": b"v1\nv2\n",
+        "usr/share/c/truncated.txt": b"",
+        "usr/share/c/many/f200.txt": b"file 200\n",
+    }
+    problems = []
+    for path, content in expected.items():
+        entry = entries.get(path)
+        if entry is None or entry[0] != "file" or entry[2] != content:
+            problems.append(f"{path}: expected a file holding {content!r}, found {entry!r:.120}")
+    for path in ("usr/bin/a-tool", "usr/bin/b-tool"):
+        if entries.get(path, ("", ""))[1] != "0o755":
+            problems.append(f"{path}: expected an executable (0755), found {entries.get(path)!r:.120}")
+    if entries.get("usr/share/a/alpha-link") != ("symlink", "alpha.txt"):
+        problems.append(f"usr/share/a/alpha-link: expected a symlink to alpha.txt, found {entries.get('usr/share/a/alpha-link')!r}")
+    manifest = entries.get("usr/share/d/manifest.txt", ("", "", b""))[2]
+    if b"/usr/share/c/big.bin 644 1048576" not in manifest:
+        problems.append("usr/share/d/manifest.txt does not list big.bin as staged 0644, 1 MiB")
+    return problems
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--casd", required=True, help="the candidate buildbox-casd-compatible binary")
+    parser.add_argument("--baseline", default=bundled_buildbox("buildbox-casd"), help="the oracle casd")
+    parser.add_argument("--runner", default=bundled_buildbox("buildbox-run"), help="buildbox-run to use")
+    parser.add_argument("--workdir", help="where temp dirs go (default: a new dir under /tmp)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dirs")
+    args = parser.parse_args()
+
+    workdir = args.workdir or tempfile.mkdtemp(prefix="rebox-bst-")
+    os.makedirs(workdir, exist_ok=True)
+    ok = False
+    try:
+        print(f"bst build of {PROJECT} ({TARGET}), runner {args.runner}")
+        oracle = describe_local(build("oracle", args.baseline, args.runner, workdir))
+        candidate = describe_local(build("candidate", args.casd, args.runner, workdir))
+        problems = [f"oracle checkout: {p}" for p in check_checkout(oracle)]
+        problems += [f"candidate checkout: {p}" for p in check_checkout(candidate)]
+        differences = diff(oracle, candidate)
+        if differences:
+            problems.append(f"checkouts differ ({len(differences)} entries):\n" + "\n".join(differences[:40]))
+        if problems:
+            raise HarnessError("\n".join(problems))
+        print(f"  checkouts identical: {len(oracle)} entries")
+        ok = True
+    except HarnessError as error:
+        print(f"FAIL: {error}", file=sys.stderr)
+    finally:
+        if ok and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif not ok or args.keep:
+            print(f"  (temp dirs kept in {workdir})", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
