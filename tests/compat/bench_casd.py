@@ -24,7 +24,6 @@ and slow (fsync and unlink take milliseconds), which would drown the daemons' ow
 import argparse
 import json
 import os
-import queue
 import shutil
 import statistics
 import sys
@@ -176,27 +175,22 @@ def bench_bytestream(daemon, work, out):
 
 def bench_stage_capture(daemon, work, out):
     daemon.upload(work.tree_blobs)
-    requests = queue.Queue()
-    responses = daemon.local_cas.StageTree(iter(requests.get, None), timeout=300)
     with Clock(daemon) as stage:
-        requests.put(local_cas_pb2.StageTreeRequest(root_digest=work.tree_root))
-        staged = next(responses).path
+        staged = daemon.stage(work.tree_root)
     try:
         with Clock(daemon) as capture:
             answer = daemon.local_cas.CaptureTree(local_cas_pb2.CaptureTreeRequest(
-                root=staged, path=["."],
+                root=staged.path, path=["."],
                 output_directory_format=re_pb2.Command.OutputDirectoryFormat.DIRECTORY_ONLY), timeout=300)
     finally:
         with Clock(daemon) as unstage:
-            requests.put(local_cas_pb2.StageTreeRequest())
-            next(responses, None)
-            requests.put(None)
+            staged.unstage()
     result = answer.responses[0]
     if result.status.code != 0 or result.root_directory_digest != work.tree_root:
         raise HarnessError(f"{daemon.name}: CaptureTree of the staged tree gave {digest_key(result.root_directory_digest)} "
                            f"(status {result.status.code} {result.status.message}), expected {digest_key(work.tree_root)}")
-    if os.path.exists(staged):
-        raise HarnessError(f"{daemon.name}: {staged} still exists after unstaging")
+    if os.path.exists(staged.path):
+        raise HarnessError(f"{daemon.name}: {staged.path} still exists after unstaging")
     files = TREE_DIRS * TREE_FILES
     out["stage_ms"] = stage.wall * 1e3
     out["capture_ms"] = capture.wall * 1e3

@@ -63,7 +63,7 @@ def generate_busybox_root(dest, busybox="/bin/busybox"):
 
 
 class CasdWatcher(threading.Thread):
-    """Watches /proc for a process started as `argv0`: proof BuildStream ran our buildbox-casd."""
+    """Watches /proc for a process started as `argv0`: evidence BuildStream ran our buildbox-casd."""
 
     def __init__(self, argv0):
         super().__init__(daemon=True)
@@ -78,13 +78,19 @@ class CasdWatcher(threading.Thread):
                     continue
                 try:
                     with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                        argv0 = cmdline.read().split(b"\0", 1)[0].decode(errors="replace")
+                        argv = cmdline.read().split(b"\0")
                 except OSError:
                     continue
-                if argv0 == self.argv0:
+                # argv[1] when the daemon is a script run by its interpreter
+                if self.argv0.encode() in argv[:2]:
                     self.seen = True
                     break
             self.done.wait(0.05)
+
+
+def is_elf(path):
+    with open(path, "rb") as binary:
+        return binary.read(4) == b"\x7fELF"
 
 
 def run_logged(argv, env, log_path, timeout, what):
@@ -180,8 +186,14 @@ def build(name, casd, runner, workdir):
     finally:
         watcher.done.set()
         watcher.join()
-    if not watcher.seen:
-        raise HarnessError(f"{name}: BuildStream did not run {bindir}/buildbox-casd (is it first on PATH?)")
+    for tool in ("buildbox-casd", "buildbox-run"):
+        # BuildStream looks tools up on PATH before its bundled dir (utils._get_host_tool_internal).
+        found = shutil.which(tool, path=env["PATH"])
+        if found != os.path.join(bindir, tool):
+            raise HarnessError(f"{name}: {tool} on BuildStream's PATH is {found}, not {bindir}/{tool}")
+    if not watcher.seen and is_elf(casd):
+        # A script may exec away from its name before it is seen; a binary keeps argv[0].
+        raise HarnessError(f"{name}: no process ran as {bindir}/buildbox-casd during the build")
     print(f"  {name}: build {built - started:.1f}s, checkout {time.monotonic() - built:.1f}s")
     return checkout
 
