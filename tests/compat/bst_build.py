@@ -96,7 +96,9 @@ def is_elf(path):
 def run_logged(argv, env, log_path, timeout, what):
     """Run bst; on timeout end it and everything it started (casd and buildbox-run leave its group)."""
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -155,9 +157,7 @@ def build(name, casd, runner, workdir):
     config = os.path.join(root, "buildstream.conf")
     with open(config, "w") as conf:
         conf.write(CONFIG.format(root=root))
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(("XDG_", "BST_"))
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("XDG_", "BST_"))}
     env.update(
         PATH=f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         XDG_CACHE_HOME=os.path.join(root, "xdg-cache"),
@@ -179,7 +179,10 @@ def build(name, casd, runner, workdir):
         built = time.monotonic()
         run_logged(
             bst + ["artifact", "checkout", "--deps", "run", "--directory", checkout, TARGET],
-            env, checkout_log, CHECKOUT_TIMEOUT, f"{name}: bst artifact checkout {TARGET}",
+            env,
+            checkout_log,
+            CHECKOUT_TIMEOUT,
+            f"{name}: bst artifact checkout {TARGET}",
         )
     except HarnessError as error:
         raise HarnessError(f"{error}\n{tail_logs(root, [build_log, checkout_log])}")
@@ -217,8 +220,9 @@ def check_checkout(entries):
     for path in ("usr/bin/a-tool", "usr/bin/b-tool"):
         if entries.get(path, ("", ""))[1] != "0o755":
             problems.append(f"{path}: expected an executable (0755), found {entries.get(path)!r:.120}")
-    if entries.get("usr/share/a/alpha-link") != ("symlink", "alpha.txt"):
-        problems.append(f"usr/share/a/alpha-link: expected a symlink to alpha.txt, found {entries.get('usr/share/a/alpha-link')!r}")
+    link = entries.get("usr/share/a/alpha-link")
+    if link != ("symlink", "alpha.txt"):
+        problems.append(f"usr/share/a/alpha-link: expected a symlink to alpha.txt, found {link!r}")
     manifest = entries.get("usr/share/d/manifest.txt", ("", "", b""))[2]
     if b"/usr/share/c/big.bin 644 1048576" not in manifest:
         problems.append("usr/share/d/manifest.txt does not list big.bin as staged 0644, 1 MiB")
@@ -226,7 +230,9 @@ def check_checkout(entries):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--casd", required=True, help="the candidate buildbox-casd-compatible binary")
     parser.add_argument("--baseline", default=bundled_buildbox("buildbox-casd"), help="the oracle casd")
     parser.add_argument("--runner", default=bundled_buildbox("buildbox-run"), help="buildbox-run to use")

@@ -75,14 +75,19 @@ class Daemon:
         self.cache_dir = os.path.join(self.root, "cache")
         self.socket = os.path.join(self.root, "casd.sock")
         if len(self.socket.encode()) > 100:
-            raise HarnessError(f"socket path {self.socket} is too long for a unix socket: use a shorter workdir")
+            raise HarnessError(
+                f"socket path {self.socket} is too long for a unix socket: use a shorter workdir"
+            )
         self.log_path = os.path.join(self.root, "casd.log")
         self.extra_args = list(extra_args)
         self.log_level = log_level
         self.process = None
         self.channel = None
-        path = [p for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
-                if not os.path.exists(os.path.join(p, "buildbox-fuse"))]
+        path = [
+            p
+            for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+            if not os.path.exists(os.path.join(p, "buildbox-fuse"))
+        ]
         if fuse_dir:
             path.insert(0, fuse_dir)
         self.env = dict(os.environ, PATH=os.pathsep.join(path))
@@ -117,11 +122,15 @@ class Daemon:
         deadline = time.monotonic() + READY_TIMEOUT
         while not os.path.exists(self.socket):
             if self.process.poll() is not None:
-                raise HarnessError(f"{self.name}: casd exited with {self.process.returncode} before its socket "
-                                   f"appeared\n{self.log_tail()}")
+                raise HarnessError(
+                    f"{self.name}: casd exited with {self.process.returncode} before its socket "
+                    f"appeared\n{self.log_tail()}"
+                )
             if time.monotonic() > deadline:
                 self.kill()
-                raise HarnessError(f"{self.name}: no socket at {self.socket} after {READY_TIMEOUT}s\n{self.log_tail()}")
+                raise HarnessError(
+                    f"{self.name}: no socket at {self.socket} after {READY_TIMEOUT}s\n{self.log_tail()}"
+                )
             time.sleep(0.01)
         self.channel = grpc.insecure_channel(self.url, options=channel_options())
         try:
@@ -161,7 +170,9 @@ class Daemon:
             code = self.process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise HarnessError(f"{self.name}: casd still running {STOP_TIMEOUT}s after SIGTERM\n{self.log_tail()}")
+            raise HarnessError(
+                f"{self.name}: casd still running {STOP_TIMEOUT}s after SIGTERM\n{self.log_tail()}"
+            )
         group, self.process = self.process.pid, None
         if code != 0:
             raise HarnessError(f"{self.name}: casd exited {code} on SIGTERM (expected 0)\n{self.log_tail()}")
@@ -199,7 +210,7 @@ class Daemon:
     def find_missing(self, digests):
         missing = []
         for start in range(0, len(digests), 10000):
-            request = re_pb2.FindMissingBlobsRequest(blob_digests=digests[start:start + 10000])
+            request = re_pb2.FindMissingBlobsRequest(blob_digests=digests[start : start + 10000])
             missing += self.cas.FindMissingBlobs(request, timeout=60).missing_blob_digests
         return missing
 
@@ -227,8 +238,10 @@ class Daemon:
         response = self.cas.BatchUpdateBlobs(request, timeout=60)
         for item in response.responses:
             if item.status.code != 0:
-                raise HarnessError(f"{self.name}: BatchUpdateBlobs {digest_key(item.digest)}: "
-                                   f"code {item.status.code} {item.status.message}")
+                raise HarnessError(
+                    f"{self.name}: BatchUpdateBlobs {digest_key(item.digest)}: "
+                    f"code {item.status.code} {item.status.message}"
+                )
 
     def bytestream_write(self, data):
         digest = digest_of(data)
@@ -237,10 +250,13 @@ class Daemon:
         def requests():
             offset = 0
             while True:
-                chunk = data[offset:offset + CHUNK]
+                chunk = data[offset : offset + CHUNK]
                 last = offset + len(chunk) >= len(data)
                 yield bytestream_pb2.WriteRequest(
-                    resource_name=name if offset == 0 else "", write_offset=offset, data=chunk, finish_write=last
+                    resource_name=name if offset == 0 else "",
+                    write_offset=offset,
+                    data=chunk,
+                    finish_write=last,
                 )
                 offset += len(chunk)
                 if last:
@@ -248,7 +264,9 @@ class Daemon:
 
         response = self.bytestream.Write(requests(), timeout=120)
         if response.committed_size != len(data):
-            raise HarnessError(f"{self.name}: ByteStream write committed {response.committed_size} of {len(data)}")
+            raise HarnessError(
+                f"{self.name}: ByteStream write committed {response.committed_size} of {len(data)}"
+            )
         return digest
 
     def read_blob(self, digest):
@@ -258,7 +276,9 @@ class Daemon:
         )
         data = b"".join(part.data for part in parts)
         if digest_of(data) != digest:
-            raise HarnessError(f"{self.name}: blob {digest_key(digest)} read back as {digest_key(digest_of(data))}")
+            raise HarnessError(
+                f"{self.name}: blob {digest_key(digest)} read back as {digest_key(digest_of(data))}"
+            )
         return data
 
     def read_blobs(self, digests):
@@ -283,10 +303,14 @@ class Daemon:
         found = {}
         for item in response.responses:
             if item.status.code != 0:
-                raise HarnessError(f"{self.name}: BatchReadBlobs {digest_key(item.digest)}: "
-                                   f"code {item.status.code} {item.status.message}")
+                raise HarnessError(
+                    f"{self.name}: BatchReadBlobs {digest_key(item.digest)}: "
+                    f"code {item.status.code} {item.status.message}"
+                )
             if digest_of(item.data) != item.digest:
-                raise HarnessError(f"{self.name}: BatchReadBlobs {digest_key(item.digest)} returned other bytes")
+                raise HarnessError(
+                    f"{self.name}: BatchReadBlobs {digest_key(item.digest)} returned other bytes"
+                )
             found[digest_key(item.digest)] = item.data
         missing = {digest_key(d) for d in digests} - set(found)
         if missing:

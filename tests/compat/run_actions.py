@@ -52,7 +52,9 @@ def run_all(daemon, specs, runner, workdir):
     modes_after = object_modes(daemon.cache_dir)
     for hash_, mode in sorted(modes_before.items()):
         if hash_ in modes_after and modes_after[hash_] != mode:
-            problems.append(f"{daemon.name}: object {hash_} changed mode {oct(mode)} -> {oct(modes_after[hash_])}")
+            problems.append(
+                f"{daemon.name}: object {hash_} changed mode {oct(mode)} -> {oct(modes_after[hash_])}"
+            )
     return summaries, problems
 
 
@@ -65,20 +67,27 @@ def compare(oracle_name, oracle, name, other):
             continue  # not run there, or its failure is reported already
         for key in want:
             if want[key] != got[key]:
-                problems.append(f"{action}: {key} differs\n    {oracle_name}: {want[key]!r:.1500}\n"
-                                f"    {name}: {got[key]!r:.1500}")
+                problems.append(
+                    f"{action}: {key} differs\n    {oracle_name}: {want[key]!r:.1500}\n"
+                    f"    {name}: {got[key]!r:.1500}"
+                )
     return problems
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--casd", required=True, help="the candidate buildbox-casd-compatible binary")
     parser.add_argument("--baseline", default=bundled_buildbox("buildbox-casd"), help="the oracle casd")
     parser.add_argument("--runner", default=bundled_buildbox("buildbox-run"), help="buildbox-run to use")
     parser.add_argument("--only", help="comma-separated action names (default: all)")
-    parser.add_argument("--oracles", default="hardlink,fuse",
-                        help="buildbox-casd stagers to run as oracles (default: hardlink,fuse; the set is "
-                             "checked to be stager-independent, so one is enough to judge a candidate)")
+    parser.add_argument(
+        "--oracles",
+        default="hardlink,fuse",
+        help="buildbox-casd stagers to run as oracles (default: hardlink,fuse; the set is "
+        "checked to be stager-independent, so one is enough to judge a candidate)",
+    )
     parser.add_argument("--workdir", help="where temp dirs go (default: a new dir under /tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs")
     args = parser.parse_args()
@@ -125,15 +134,21 @@ def main():
             summaries, found = {}, [f"{name}: {error}"]
         results[name] = summaries
         problems += found
-        print(f"  {name}: {len(summaries)}/{len(applicable)} actions ran, {len(found)} problems, "
-              f"{time.monotonic() - started:.1f}s")
+        print(
+            f"  {name}: {len(summaries)}/{len(applicable)} actions ran, {len(found)} problems, "
+            f"{time.monotonic() - started:.1f}s"
+        )
     for spec in specs:
         if not any(stager in spec.oracles for _, _, _, stager in daemons if stager):
-            problems.append(f"{spec.name}: no oracle ran it (it pins down {', '.join(spec.oracles)}; see --oracles)")
+            problems.append(
+                f"{spec.name}: no oracle ran it (it pins down {', '.join(spec.oracles)}; see --oracles)"
+            )
     for i, (oracle_name, _, _, _) in enumerate(daemons[:-1]):
-        for name, _, _, _ in daemons[i + 1:]:
-            problems += [f"{name} vs {oracle_name}: {p}"
-                         for p in compare(oracle_name, results[oracle_name], name, results[name])]
+        for name, _, _, _ in daemons[i + 1 :]:
+            problems += [
+                f"{name} vs {oracle_name}: {p}"
+                for p in compare(oracle_name, results[oracle_name], name, results[name])
+            ]
     if problems:
         print(f"FAIL: {len(problems)} problems", file=sys.stderr)
         for problem in problems:
