@@ -233,10 +233,11 @@ touch -d @1400000000 out/c.sh
 touch -d @1300000000 out  # a captured directory carries its mtime too
 """,
     output_paths=["out"],
-    output_node_properties=["mtime"],
+    output_node_properties=["mtime", "unix_mode"],
     expect={
-        "buildstream/build/out/a.txt": ("props", (1500000000, 0), None),
-        "buildstream/build/out/c.sh": [("props", (1400000000, 0), None), ("exec", "#!/bin/sh\n")],
+        "buildstream/build/out/a.txt": ("props", (1500000000, 0), "0o644"),
+        "buildstream/build/out/b.txt": ("props", (1500000000, 0), "0o640"),
+        "buildstream/build/out/c.sh": [("props", (1400000000, 0), "0o750"), ("exec", "#!/bin/sh\n")],
     },
     expect_dir_mtimes={"buildstream/build/out": (1300000000, 0)},
 )
