@@ -13,7 +13,7 @@ BIG = bytes(range(256)) * (5 * 4096)  # 5 MiB: more than one batch, so uploaded 
 
 def _stage_inputs(tree):
     tree.file("data/plain.txt", "plain\n")
-    tree.file("data/exec.sh", "#!/bin/sh\necho \"exec.sh ran with $1\"\n", executable=True)
+    tree.file("data/exec.sh", '#!/bin/sh\necho "exec.sh ran with $1"\n', executable=True)
     tree.file("data/empty", "")
     tree.file("data/dup-1.txt", "same content\n")
     tree.file("data/dup-2.txt", "same content\n")
@@ -41,7 +41,7 @@ ls -A / | sort
 """,
     expect={
         "data/plain.txt": "plain\n",
-        "data/exec.sh": ("exec", "#!/bin/sh\necho \"exec.sh ran with $1\"\n"),
+        "data/exec.sh": ("exec", '#!/bin/sh\necho "exec.sh ran with $1"\n'),
         "data/empty": "",
         "data/dup-2.txt": "same content\n",
         "data/sub/deep/file.txt": "deep\n",
@@ -159,15 +159,25 @@ REUSE_AFTER_WRITES = ActionSpec(
     name="reuse-after-writes",
     inputs=_build_dir_inputs,
     read_only_root=True,
-    script="cat append.txt truncate.txt shared-a.txt /etc/shared.txt overwrite.txt; stat -c '%n %a' chmod.txt unexec.sh",
+    script="""
+cat append.txt truncate.txt shared-a.txt /etc/shared.txt overwrite.txt
+stat -c '%n %a' chmod.txt unexec.sh
+""",
     output_paths=["."],
     expect={
         "buildstream/build/append.txt": "original\n",
         "buildstream/build/truncate.txt": "to be truncated\n",
         "buildstream/build/unexec.sh": ("exec", "#!/bin/sh\n"),
     },
-    expect_stdout=["original", "to be truncated", "shared", "shared", "0123456789", "chmod.txt 644",
-                   "unexec.sh 755"],
+    expect_stdout=[
+        "original",
+        "to be truncated",
+        "shared",
+        "shared",
+        "0123456789",
+        "chmod.txt 644",
+        "unexec.sh 755",
+    ],
 )
 
 OUTPUTS_OF_EACH_KIND = ActionSpec(
@@ -186,7 +196,14 @@ ln -s sub out-dir/dir-link
 ln out-dir/file.txt out-dir/hardlink.txt
 printf 'deeper\n' > nested/deeper/file.txt
 """,
-    output_paths=["out-file.txt", "out-exec", "out-dir", "missing-file", "nested/deeper/file.txt", "empty-dir"],
+    output_paths=[
+        "out-file.txt",
+        "out-exec",
+        "out-dir",
+        "missing-file",
+        "nested/deeper/file.txt",
+        "empty-dir",
+    ],
     output_directory_format=TREE_AND_DIRECTORY,
     expect={
         "buildstream/build/out-file.txt": "file\n",
@@ -216,10 +233,11 @@ touch -d @1400000000 out/c.sh
 touch -d @1300000000 out  # a captured directory carries its mtime too
 """,
     output_paths=["out"],
-    output_node_properties=["mtime"],
+    output_node_properties=["mtime", "unix_mode"],
     expect={
-        "buildstream/build/out/a.txt": ("props", (1500000000, 0), None),
-        "buildstream/build/out/c.sh": [("props", (1400000000, 0), None), ("exec", "#!/bin/sh\n")],
+        "buildstream/build/out/a.txt": ("props", (1500000000, 0), "0o644"),
+        "buildstream/build/out/b.txt": ("props", (1500000000, 0), "0o640"),
+        "buildstream/build/out/c.sh": [("props", (1400000000, 0), "0o750"), ("exec", "#!/bin/sh\n")],
     },
     expect_dir_mtimes={"buildstream/build/out": (1300000000, 0)},
 )
@@ -306,7 +324,7 @@ BST_ELEMENT_SHAPE = ActionSpec(
     read_only_root=True,
     writable=["buildstream-install"],
     inputs=lambda tree: (
-        tree.file("usr/bin/tool", "#!/bin/sh\necho \"tool $*\"\n", executable=True)
+        tree.file("usr/bin/tool", '#!/bin/sh\necho "tool $*"\n', executable=True)
         .file("usr/share/doc/readme", "readme\n")
         .symlink("usr/lib", "share")
         .file("buildstream/compat/element.bst/source.c", "int main() {}\n")
@@ -323,7 +341,7 @@ cat build.log
     expect={
         "buildstream/compat/element.bst/build.log": "tool built\n",
         "buildstream/compat/element.bst/source.c": "int main() {}\n",
-        "buildstream-install/usr/bin/tool": ("exec", "#!/bin/sh\necho \"tool $*\"\n"),
+        "buildstream-install/usr/bin/tool": ("exec", '#!/bin/sh\necho "tool $*"\n'),
         "buildstream-install/usr/bin/tool-link": ("symlink", "tool"),
     },
     expect_stdout=["tool built"],
@@ -354,9 +372,18 @@ cat /etc/config /usr/share/data
         "buildstream/build/built.txt": "built\n",
         "buildstream-install/installed.txt": "installed\n",
     },
-    expect_stdout=["/etc/config refused", "/usr/share/data refused", "/new-top-dir refused",
-                   "rm /etc/config refused", "chmod /etc/config refused", "build dir writable",
-                   "install dir writable", "tmp writable", "config", "data"],
+    expect_stdout=[
+        "/etc/config refused",
+        "/usr/share/data refused",
+        "/new-top-dir refused",
+        "rm /etc/config refused",
+        "chmod /etc/config refused",
+        "build dir writable",
+        "install dir writable",
+        "tmp writable",
+        "config",
+        "data",
+    ],
 )
 
 ACTIONS = [

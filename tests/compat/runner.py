@@ -86,7 +86,8 @@ def build_action(spec):
         working_directory=spec.cwd,
         environment_variables=[
             re_pb2.Command.EnvironmentVariable(name=k, value=v) for k, v in BST_ENV.items()
-        ] + [re_pb2.Command.EnvironmentVariable(name="PWD", value="/" + spec.cwd)],
+        ]
+        + [re_pb2.Command.EnvironmentVariable(name="PWD", value="/" + spec.cwd)],
         output_paths=spec.output_paths,
         output_node_properties=spec.output_node_properties,
         output_directory_format=spec.output_directory_format,
@@ -112,20 +113,33 @@ def execute(daemon, spec, runner, action_path):
     """Run the prepared action with `runner` against `daemon`; returns (summary, ActionResult)."""
     base = action_path[: -len(".action")]
     result_path = base + ".result"
-    argv = [runner, f"--remote={daemon.url}", f"--action={action_path}", f"--action-result={result_path}",
-            "--no-logs-capture"]
+    argv = [
+        runner,
+        f"--remote={daemon.url}",
+        f"--action={action_path}",
+        f"--action-result={result_path}",
+        "--no-logs-capture",
+    ]
     with open(base + ".stdout", "wb") as stdout, open(base + ".stderr", "wb") as stderr:
         try:
-            process = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                     start_new_session=True, timeout=RUN_TIMEOUT)
+            process = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+                timeout=RUN_TIMEOUT,
+            )
         except subprocess.TimeoutExpired:
             raise HarnessError(f"{daemon.name}: {spec.name}: buildbox-run timed out after {RUN_TIMEOUT}s")
     with open(base + ".stdout", "rb") as out:
         action_stdout = out.read().decode(errors="replace")
     if process.returncode != 0:
         with open(base + ".stderr", errors="replace") as err:
-            raise HarnessError(f"{daemon.name}: {spec.name}: buildbox-run exited {process.returncode}\n"
-                               f"{err.read()[-3000:]}\n{daemon.log_tail()}")
+            raise HarnessError(
+                f"{daemon.name}: {spec.name}: buildbox-run exited {process.returncode}\n"
+                f"{err.read()[-3000:]}\n{daemon.log_tail()}"
+            )
     result = re_pb2.ActionResult()
     with open(result_path, "rb") as out:
         result.ParseFromString(out.read())
@@ -134,16 +148,24 @@ def execute(daemon, spec, runner, action_path):
 
 def summarise(result, action_stdout):
     """What a caller observes of a run, as plain comparable values (timestamps left out)."""
+
     def props(node_properties):
         return str(node_properties).replace("\n", " ").strip()
 
     return {
         "exit_code": result.exit_code,
-        "output_files": [(f.path, digest_key(f.digest), f.is_executable, props(f.node_properties))
-                         for f in result.output_files],
-        "output_directories": [(d.path, digest_key(d.root_directory_digest) if d.HasField("root_directory_digest")
-                                else None, digest_key(d.tree_digest) if d.HasField("tree_digest") else None)
-                               for d in result.output_directories],
+        "output_files": [
+            (f.path, digest_key(f.digest), f.is_executable, props(f.node_properties))
+            for f in result.output_files
+        ],
+        "output_directories": [
+            (
+                d.path,
+                digest_key(d.root_directory_digest) if d.HasField("root_directory_digest") else None,
+                digest_key(d.tree_digest) if d.HasField("tree_digest") else None,
+            )
+            for d in result.output_directories
+        ],
         "output_symlinks": [(s.path, s.target) for s in result.output_symlinks],
         "output_file_symlinks": [(s.path, s.target) for s in result.output_file_symlinks],
         "output_directory_symlinks": [(s.path, s.target) for s in result.output_directory_symlinks],
@@ -160,10 +182,18 @@ def outputs(daemon, spec, result):
         mode = oct(props.unix_mode.value) if props.HasField("unix_mode") else None
         content = daemon.read_blob(out.digest) if out.digest.size_bytes <= 64 * 1024 else None
         entries[os.path.normpath(os.path.join(spec.cwd, out.path))] = (
-            "file", digest_key(out.digest), out.is_executable, mtime, mode, content)
+            "file",
+            digest_key(out.digest),
+            out.is_executable,
+            mtime,
+            mode,
+            content,
+        )
     for out in result.output_directories:
         if not out.HasField("root_directory_digest"):
-            raise HarnessError(f"{daemon.name}: {spec.name}: output directory {out.path} has no root_directory_digest")
+            raise HarnessError(
+                f"{daemon.name}: {spec.name}: output directory {out.path} has no root_directory_digest"
+            )
         prefix = os.path.normpath(os.path.join(spec.cwd, out.path))
         for path, entry in flatten(daemon, out.root_directory_digest).items():
             entries[os.path.normpath(os.path.join(prefix, path))] = entry
@@ -179,7 +209,9 @@ def check_tree_matches(daemon, spec, out):
     tree = re_pb2.Tree()
     tree.ParseFromString(daemon.read_blob(out.tree_digest))
     if digest_of(tree.root.SerializeToString()) != out.root_directory_digest:
-        raise HarnessError(f"{daemon.name}: {spec.name}: {out.path}: Tree root differs from root_directory_digest")
+        raise HarnessError(
+            f"{daemon.name}: {spec.name}: {out.path}: Tree root differs from root_directory_digest"
+        )
 
 
 def check_expectations(spec, summary, entries):
@@ -202,7 +234,9 @@ def check_expectations(spec, summary, entries):
         try:
             position = lines.index(want, position) + 1
         except ValueError:
-            problems.append(f"stdout lacks the line {want!r} (in order); stdout was:\n{summary['stdout'][-2000:]}")
+            problems.append(
+                f"stdout lacks the line {want!r} (in order); stdout was:\n{summary['stdout'][-2000:]}"
+            )
             break
     return problems
 
@@ -216,10 +250,16 @@ def _check_entry(got, want):
     if got is None or got[0] != "file":
         return f"expected a file, found {got!r:.100}"
     if kind == "props":
-        return None if got[3:5] == want[1:] else f"expected captured (mtime, unix_mode) {want[1:]!r}, found {got[3:5]!r}"
+        return (
+            None
+            if got[3:5] == want[1:]
+            else f"expected captured (mtime, unix_mode) {want[1:]!r}, found {got[3:5]!r}"
+        )
     executable, content = (True, want[1]) if kind == "exec" else (False, want)
     content = content.encode() if isinstance(content, str) else content
     if got[2] != executable or got[1] != digest_key(digest_of(content)):
-        return (f"expected {'an executable' if executable else 'a file'} holding {content!r:.80}, "
-                f"found executable={got[2]} holding {got[5]!r:.80}")
+        return (
+            f"expected {'an executable' if executable else 'a file'} holding {content!r:.80}, "
+            f"found executable={got[2]} holding {got[5]!r:.80}"
+        )
     return None

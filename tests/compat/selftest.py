@@ -33,7 +33,10 @@ def test_integrity_check_names_the_corrupt_object(tmp):
             out.write(written)
     errors = cas_integrity_errors(tmp)
     bad_hash = hashlib.sha256(bad).hexdigest()
-    check(len(errors) == 1 and bad_hash[2:] in errors[0], f"integrity check: expected one error for {bad_hash}, got {errors}")
+    check(
+        len(errors) == 1 and bad_hash[2:] in errors[0],
+        f"integrity check: expected one error for {bad_hash}, got {errors}",
+    )
 
 
 def test_tree_diff_sees_each_kind_of_difference(tmp):
@@ -44,7 +47,10 @@ def test_tree_diff_sees_each_kind_of_difference(tmp):
             with open(os.path.join(root, "dir", name), "w") as out:
                 out.write("x")
         os.symlink("same", os.path.join(root, "dir", "link"))
-    check(diff(describe_local(left), describe_local(right)) == [], "tree diff: identical trees reported as different")
+    check(
+        diff(describe_local(left), describe_local(right)) == [],
+        "tree diff: identical trees reported as different",
+    )
     with open(os.path.join(right, "dir", "content"), "w") as out:
         out.write("y")
     os.chmod(os.path.join(right, "dir", "mode"), 0o755)
@@ -64,7 +70,9 @@ def _entry(content, executable=False):
 
 def test_expectations_catch_wrong_outputs():
     spec = ActionSpec(
-        name="t", script="", expect_exit=0,
+        name="t",
+        script="",
+        expect_exit=0,
         expect={"a": "right\n", "b": ("exec", "x"), "c": ("absent",), "d": ("symlink", "t")},
         expect_stdout=["one", "two"],
     )
@@ -73,7 +81,10 @@ def test_expectations_catch_wrong_outputs():
     check(check_expectations(spec, summary, good) == [], "expectations: correct outputs reported as wrong")
     wrong = {"a": _entry(b"wrong\n"), "b": _entry(b"x", False), "c": _entry(b""), "d": ("symlink", "u")}
     problems = check_expectations(spec, {"exit_code": 1, "stdout": "two\none\n"}, wrong)
-    check(len(problems) == 6, f"expectations: expected 6 problems (exit, a, b, c, d, stdout order), got {problems}")
+    check(
+        len(problems) == 6,
+        f"expectations: expected 6 problems (exit, a, b, c, d, stdout order), got {problems}",
+    )
 
 
 def test_summary_comparison_names_the_field():
@@ -89,13 +100,20 @@ def test_trees_are_canonical():
     second = TreeBuilder().symlink("c", "a").file("a", "2").file("b/x", "1").build()
     check(first == second, "tree builder: insertion order changed the root digest")
     empty = TreeBuilder().build()
-    check(empty.hash == hashlib.sha256(b"").hexdigest(), "tree builder: the empty Directory is not the empty blob")
+    check(
+        empty.hash == hashlib.sha256(b"").hexdigest(),
+        "tree builder: the empty Directory is not the empty blob",
+    )
     action, blobs = build_action(ActionSpec(name="p", script="true", platform={"unixUID": "1000"}))
     names = [p.name for p in action.platform.properties]
     check(names == sorted(names), f"build_action: platform properties not sorted by name: {names}")
-    command = re_pb2.Command.FromString(blobs[f"{action.command_digest.hash}/{action.command_digest.size_bytes}"])
-    check(list(command.output_paths) == ["../.."] and command.working_directory == "buildstream/build",
-          "build_action: default command shape is not BuildStream's whole-root capture")
+    command = re_pb2.Command.FromString(
+        blobs[f"{action.command_digest.hash}/{action.command_digest.size_bytes}"]
+    )
+    check(
+        list(command.output_paths) == ["../.."] and command.working_directory == "buildstream/build",
+        "build_action: default command shape is not BuildStream's whole-root capture",
+    )
 
 
 def main():

@@ -139,8 +139,14 @@ def flatten(daemon, root_digest, read_contents=True):
         props = node.node_properties
         mtime = (props.mtime.seconds, props.mtime.nanos) if props.HasField("mtime") else None
         mode = oct(props.unix_mode.value) if props.HasField("unix_mode") else None
-        entries[path] = ("file", digest_key(node.digest), node.is_executable, mtime, mode,
-                         contents.get(digest_key(node.digest)))
+        entries[path] = (
+            "file",
+            digest_key(node.digest),
+            node.is_executable,
+            mtime,
+            mode,
+            contents.get(digest_key(node.digest)),
+        )
     return entries
 
 
