@@ -34,7 +34,7 @@ use crate::store::Store;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
     /// A stored result whose every referenced blob is in the CAS.
-    Hit(ActionResult),
+    Hit(Box<ActionResult>),
     /// No result is stored for the action.
     NotCached,
     /// A result is stored but a blob it refers to is gone from the CAS.
@@ -95,7 +95,7 @@ impl ActionCache {
             let what = referenced.iter().find(|(_, d)| d == gone).map(|(what, _)| what.clone());
             return Ok(Lookup::Incomplete(Missing::Blob { what: what.unwrap_or_default(), digest: *gone }));
         }
-        Ok(Lookup::Hit(result))
+        Ok(Lookup::Hit(Box::new(result)))
     }
 
     /// Stores `result` for `action`, replacing any earlier one atomically.
@@ -152,9 +152,9 @@ mod tests {
         let first = ActionResult { exit_code: 1, stdout_raw: b"one".to_vec(), ..Default::default() };
         let second = ActionResult { exit_code: 2, ..Default::default() };
         cache.put(&action, &first).unwrap();
-        assert_eq!(cache.get(&action).unwrap(), Lookup::Hit(first));
+        assert_eq!(cache.get(&action).unwrap(), Lookup::Hit(Box::new(first)));
         cache.put(&action, &second).unwrap();
-        assert_eq!(cache.get(&action).unwrap(), Lookup::Hit(second), "the last update wins");
+        assert_eq!(cache.get(&action).unwrap(), Lookup::Hit(Box::new(second)), "the last update wins");
     }
 
     #[test]
@@ -171,7 +171,7 @@ mod tests {
             ..Default::default()
         };
         cache.put(&action, &result).unwrap();
-        assert_eq!(cache.get(&action).unwrap(), Lookup::Hit(result));
+        assert_eq!(cache.get(&action).unwrap(), Lookup::Hit(Box::new(result.clone())));
         assert!(cache.store.remove(&present).unwrap());
         match cache.get(&action).unwrap() {
             Lookup::Incomplete(missing) => {

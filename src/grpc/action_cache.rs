@@ -49,7 +49,7 @@ impl ActionCacheApi for ActionCacheService {
             .await
             .map_err(|e| Status::internal(format!("ActionCache lookup failed: {e}")))??;
         match lookup {
-            Lookup::Hit(result) => Ok(Response::new(result)),
+            Lookup::Hit(result) => Ok(Response::new(*result)),
             Lookup::NotCached => Err(Status::not_found(format!("no ActionResult for action {action}"))),
             Lookup::Incomplete(missing) => {
                 Err(Status::not_found(format!("the ActionResult for action {action} is unusable: {missing}")))

@@ -49,7 +49,7 @@ enum Entry {
     /// A Write call streams into it; `progress` is the bytes written so far.
     Active(Arc<AtomicU64>),
     /// No call holds it: a client may resume at `writer.written()`.
-    Parked { writer: BlobWriter, since: Instant },
+    Parked { writer: Box<BlobWriter>, since: Instant },
 }
 
 /// An upload claimed by one Write call. Dropping it releases the upload (nothing to resume);
@@ -83,9 +83,9 @@ impl Uploads {
                         key.uuid, key.digest
                     )));
                 }
-                Some(Entry::Parked { writer, .. }) if writer.written() == offset => Some(writer),
+                Some(Entry::Parked { writer, .. }) if writer.written() == offset => Some(*writer),
                 Some(Entry::Parked { writer, .. }) if offset == 0 => {
-                    dropped.push(writer);
+                    dropped.push(*writer);
                     None
                 }
                 Some(Entry::Parked { writer, since }) => {
@@ -167,7 +167,10 @@ impl Claim {
                 entries.remove(&self.key);
                 dropped.push(writer);
             } else {
-                entries.insert(self.key.clone(), Entry::Parked { writer, since: Instant::now() });
+                entries.insert(
+                    self.key.clone(),
+                    Entry::Parked { writer: Box::new(writer), since: Instant::now() },
+                );
             }
             expire(&mut entries, Instant::now(), &mut dropped);
         }
@@ -201,7 +204,7 @@ fn expire(entries: &mut HashMap<UploadKey, Entry>, now: Instant, dropped: &mut V
             break;
         }
         if let Some(Entry::Parked { writer, .. }) = entries.remove(&key) {
-            dropped.push(writer);
+            dropped.push(*writer);
         }
         count -= 1;
         bytes -= written;
