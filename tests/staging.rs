@@ -81,7 +81,8 @@ fn the_stage_shows_the_tree_with_its_modes_mtimes_owner_and_contents() {
     let (_tmp, store) = store();
     let stages = Cleaning::new(&store);
     let owner = Owner { uid: 1234, gid: 567 };
-    let staged = stages.stage(&StageRequest { credentials: Some(owner), ..request(sample_tree(&store)) }).unwrap();
+    let staged =
+        stages.stage(&StageRequest { credentials: Some(owner), ..request(sample_tree(&store)) }).unwrap();
     assert_eq!(staged.method, Method::Overlay);
     let s = &staged.dir;
     let default = (1321009871, 0);
@@ -102,7 +103,8 @@ fn the_stage_shows_the_tree_with_its_modes_mtimes_owner_and_contents() {
     assert_eq!(fs::read(s.join("sub/nested/deep")).unwrap(), b"deep\n");
     assert_eq!(fs::read_link(s.join("abs")).unwrap(), Path::new("/etc/passwd"));
     assert_eq!(fs::read_link(s.join("link")).unwrap(), Path::new("plain"));
-    let mut names: Vec<String> = fs::read_dir(s).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> =
+        fs::read_dir(s).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["abs", "dup", "exe", "link", "plain", "props", "setuid", "sub"]);
     // Only the stage's user can reach it: its parent is theirs, 0700.
@@ -163,7 +165,11 @@ fn subtree_read_only_gives_erofs_and_false_below_it_is_writable_again() {
     }
     let (_tmp, store) = store();
     // As BuildStream marks it: the root read-only, the build dir and one deeper dir writable.
-    let writable = reapi::Directory { files: vec![file(&store, "w", b"w")], node_properties: read_only("false"), ..Default::default() };
+    let writable = reapi::Directory {
+        files: vec![file(&store, "w", b"w")],
+        node_properties: read_only("false"),
+        ..Default::default()
+    };
     let usr = reapi::Directory {
         files: vec![file(&store, "lib", b"lib")],
         directories: vec![dir(&store, "rw", &writable)],
@@ -264,6 +270,14 @@ impl Sys for NoOverlay {
     ) -> Result<(), Errno> {
         RealSys.link_at(old_dir, old, new_dir, new)
     }
+    fn link_file(
+        &self,
+        file: &fs::File,
+        new_dir: std::os::fd::BorrowedFd<'_>,
+        new: &str,
+    ) -> Result<(), Errno> {
+        RealSys.link_file(file, new_dir, new)
+    }
     fn copy(&self, from: &mut fs::File, to: &mut fs::File) -> std::io::Result<u64> {
         RealSys.copy(from, to)
     }
@@ -276,11 +290,18 @@ fn without_overlay_the_tree_is_copied_and_still_safe() {
     }
     let (_tmp, store) = store();
     let stages = Cleaning(Stages::with_sys(store.clone(), Arc::new(NoOverlay)));
-    let ro = reapi::Directory { files: vec![file(&store, "r", b"hello\n")], node_properties: read_only("true"), ..Default::default() };
+    let ro = reapi::Directory {
+        files: vec![file(&store, "r", b"hello\n")],
+        node_properties: read_only("true"),
+        ..Default::default()
+    };
     let root = put_dir(
         &store,
         &reapi::Directory {
-            files: vec![executable(&store, "exe", b"#!/bin/sh\necho hi\n"), file(&store, "plain", b"hello\n")],
+            files: vec![
+                executable(&store, "exe", b"#!/bin/sh\necho hi\n"),
+                file(&store, "plain", b"hello\n"),
+            ],
             directories: vec![dir(&store, "ro", &ro)],
             ..Default::default()
         },
@@ -308,8 +329,15 @@ fn a_busy_stage_is_detached_lazily_and_still_removed() {
     }
     let (_tmp, store) = store();
     let stages = Cleaning::new(&store);
-    let ro = reapi::Directory { files: vec![file(&store, "r", b"r")], node_properties: read_only("true"), ..Default::default() };
-    let root = put_dir(&store, &reapi::Directory { directories: vec![dir(&store, "ro", &ro)], ..Default::default() });
+    let ro = reapi::Directory {
+        files: vec![file(&store, "r", b"r")],
+        node_properties: read_only("true"),
+        ..Default::default()
+    };
+    let root = put_dir(
+        &store,
+        &reapi::Directory { directories: vec![dir(&store, "ro", &ro)], ..Default::default() },
+    );
     let staged = stages.stage(&request(root)).unwrap();
     // An open directory inside the read-only mount keeps it busy.
     let busy = fs::File::open(staged.dir.join("ro")).unwrap();
@@ -317,7 +345,10 @@ fn a_busy_stage_is_detached_lazily_and_still_removed() {
     assert!(mounts_under(&staged.dir).is_empty());
     assert!(!staged.dir.exists());
     // The detached mount still serves the open directory.
-    assert_eq!(fs::read_dir(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&busy))).unwrap().count(), 1);
+    assert_eq!(
+        fs::read_dir(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&busy))).unwrap().count(),
+        1
+    );
     match fs::metadata(staged.dir.join("ro")) {
         Err(e) => assert_eq!(e.kind(), ErrorKind::NotFound),
         Ok(_) => panic!("the stage is still reachable"),

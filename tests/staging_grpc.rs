@@ -46,7 +46,9 @@ async fn daemon(store: &Store) -> Daemon {
 }
 
 async fn client(daemon: &Daemon) -> LocalContentAddressableStorageClient<Channel> {
-    LocalContentAddressableStorageClient::new(connect(&format!("unix:{}", daemon.socket.display())).await.unwrap())
+    LocalContentAddressableStorageClient::new(
+        connect(&format!("unix:{}", daemon.socket.display())).await.unwrap(),
+    )
 }
 
 fn stage_request(root: Digest) -> StageTreeRequest {
@@ -54,7 +56,11 @@ fn stage_request(root: Digest) -> StageTreeRequest {
 }
 
 fn sample(store: &Store) -> Digest {
-    let ro = reapi::Directory { files: vec![file(store, "r", b"r")], node_properties: read_only("true"), ..Default::default() };
+    let ro = reapi::Directory {
+        files: vec![file(store, "r", b"r")],
+        node_properties: read_only("true"),
+        ..Default::default()
+    };
     put_dir(
         store,
         &reapi::Directory {
@@ -160,7 +166,8 @@ async fn errors_name_the_problem() {
         }
     };
 
-    let bad = put_dir(&store, &reapi::Directory { files: vec![file(&store, "..", b"x")], ..Default::default() });
+    let bad =
+        put_dir(&store, &reapi::Directory { files: vec![file(&store, "..", b"x")], ..Default::default() });
     let status = first_reply(open(&mut client, stage_request(bad)).await.1).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("\"..\""), "{}", status.message());
@@ -220,7 +227,12 @@ async fn buildstreams_grpcio_client_gets_what_buildbox_casd_answers() {
     let (_tmp, store) = store();
     let daemon = daemon(&store).await;
     let root = sample(&store);
-    let args = [PYTHON_CLIENT.to_owned(), daemon.socket.display().to_string(), root.hash_hex(), root.size().to_string()];
+    let args = [
+        PYTHON_CLIENT.to_owned(),
+        daemon.socket.display().to_string(),
+        root.hash_hex(),
+        root.size().to_string(),
+    ];
     let run = move || std::process::Command::new(python).arg("-c").args(args).output();
     let output = tokio::task::spawn_blocking(run).await.unwrap().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

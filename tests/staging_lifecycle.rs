@@ -22,7 +22,11 @@ fn request(root: Digest) -> StageRequest {
 fn tree(store: &Store, tag: &str) -> Digest {
     let ro = reapi::Directory {
         files: vec![file(store, "r", format!("read-only {tag}").as_bytes())],
-        directories: vec![dir(store, "rw", &reapi::Directory { node_properties: read_only("false"), ..Default::default() })],
+        directories: vec![dir(
+            store,
+            "rw",
+            &reapi::Directory { node_properties: read_only("false"), ..Default::default() },
+        )],
         node_properties: read_only("true"),
         ..Default::default()
     };
@@ -144,7 +148,11 @@ fn bad_trees_are_refused_before_anything_is_written() {
             // The symlink-then-directory trick: `a` -> outside, then a directory `a` with a file.
             "symlink-then-directory",
             reapi::Directory {
-                directories: vec![dir(&store, "a", &reapi::Directory { files: vec![file(&store, "pwned", b"x")], ..Default::default() })],
+                directories: vec![dir(
+                    &store,
+                    "a",
+                    &reapi::Directory { files: vec![file(&store, "pwned", b"x")], ..Default::default() },
+                )],
                 symlinks: vec![symlink("a", outside.path().to_str().unwrap())],
                 ..Default::default()
             },
@@ -206,7 +214,11 @@ fn stale_cleanup_removes_what_a_crashed_daemon_left() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let left: Vec<PathBuf> = stdout.lines().filter_map(|l| l.split_once("STAGED ").map(|(_, path)| path)).map(PathBuf::from).collect();
+    let left: Vec<PathBuf> = stdout
+        .lines()
+        .filter_map(|l| l.split_once("STAGED ").map(|(_, path)| path))
+        .map(PathBuf::from)
+        .collect();
     assert_eq!(left.len(), 2, "helper output: {stdout} {}", String::from_utf8_lossy(&output.stderr));
     for path in &left {
         assert_eq!(mounts_under(path).len(), 3, "the dead daemon's mounts are still there");

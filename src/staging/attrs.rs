@@ -135,7 +135,12 @@ mod tests {
     const OWNER: Owner = Owner { uid: 1000, gid: 100 };
 
     fn file(executable: bool, properties: Option<reapi::NodeProperties>) -> reapi::FileNode {
-        reapi::FileNode { name: "f".into(), digest: None, is_executable: executable, node_properties: properties }
+        reapi::FileNode {
+            name: "f".into(),
+            digest: None,
+            is_executable: executable,
+            node_properties: properties,
+        }
     }
 
     #[test]

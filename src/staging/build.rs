@@ -79,7 +79,8 @@ impl TreeWriter<'_> {
         directory.directories.par_iter().try_for_each(|node| {
             let child_path = join(path, &node.name);
             let child = self.child(node, &child_path)?;
-            let child_dir = make_dir(fd, &node.name).map_err(|e| self.error("create directory", &child_path, e))?;
+            let child_dir =
+                make_dir(fd, &node.name).map_err(|e| self.error("create directory", &child_path, e))?;
             self.write_dir(&child_dir, child, &child_path)
         })?;
         set_attrs(dir, &Attrs::of_directory(self.owner))

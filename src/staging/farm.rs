@@ -92,7 +92,10 @@ impl Farms {
         blobs.dedup();
         // find_missing also marks them used: staging is a use.
         if let Some(absent) = store.find_missing(&blobs).first() {
-            return Err(StagingError::MissingBlob { path: first_path_of_blob(tree, absent), digest: *absent });
+            return Err(StagingError::MissingBlob {
+                path: first_path_of_blob(tree, absent),
+                digest: *absent,
+            });
         }
         tracing::debug!(key, variants = variants.len(), new = missing.len(), "building a farm");
         missing
@@ -102,7 +105,8 @@ impl Farms {
         let tmp_name = format!("farm-{}", owner_dir.next_number());
         let tmp = owner_dir.path().join(&tmp_name);
         let built = (|| {
-            let holder = make_dir(owner_dir.fd(), &tmp_name).map_err(|e| StagingError::io("create", &tmp, e))?;
+            let holder =
+                make_dir(owner_dir.fd(), &tmp_name).map_err(|e| StagingError::io("create", &tmp, e))?;
             let base = tmp.join("root");
             let root = make_dir(holder.as_fd(), "root").map_err(|e| StagingError::io("create", &base, e))?;
             let writer = TreeWriter { tree, owner, source: FileSource::Pool(pool), sys, base: &base };

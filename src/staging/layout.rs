@@ -31,7 +31,11 @@ impl StagingLayout {
         // Stage paths are handed to clients whose cwd is not ours: make them absolute.
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
         let cas = root.join("cas");
-        Self { staging: cas.join("staging"), pool: cas.join("staging-pool"), farms: cas.join("staging-farms") }
+        Self {
+            staging: cas.join("staging"),
+            pool: cas.join("staging-pool"),
+            farms: cas.join("staging-farms"),
+        }
     }
 
     /// `ROOT/cas/staging`: generated stage paths live below it.

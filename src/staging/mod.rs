@@ -66,12 +66,14 @@ mod mounts;
 mod owner;
 mod plan;
 mod pool;
+mod reaper;
 mod remove;
 mod request;
 mod stages;
 mod stale;
 pub mod sys;
 mod target;
+mod tree_cache;
 
 #[cfg(test)]
 mod tests;

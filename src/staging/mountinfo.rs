@@ -47,7 +47,9 @@ fn unescape(field: &str) -> PathBuf {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match octal {
             Some(digits) => {
                 out.push(digits.iter().fold(0u8, |n, d| n.wrapping_mul(8).wrapping_add(d - b'0')));
@@ -97,7 +99,11 @@ bad line
         assert_eq!(mounts[1].id, 46);
         assert_eq!(mounts[1].fs_type, "overlay");
         assert_eq!(mounts[1].source, "rebox-stage:rebox-1-a");
-        assert_eq!(mounts[2].mount_point, Path::new("/c/cas/staging/rebox-1-a/1/root/d"), "optional fields skipped");
+        assert_eq!(
+            mounts[2].mount_point,
+            Path::new("/c/cas/staging/rebox-1-a/1/root/d"),
+            "optional fields skipped"
+        );
         assert_eq!(mounts[3].mount_point, Path::new("/tmp/with space"));
         assert_eq!(mounts[3].source, "tmp\\fs");
     }
@@ -108,6 +114,9 @@ bad line
         let found = under(&mounts, Path::new("/c/cas/staging/rebox-1-a"));
         let ids: Vec<u32> = found.iter().map(|m| m.id).collect();
         assert_eq!(ids, [47, 46]);
-        assert!(under(&mounts, Path::new("/c/cas/staging/rebox-1")).is_empty(), "a name prefix is not a parent");
+        assert!(
+            under(&mounts, Path::new("/c/cas/staging/rebox-1")).is_empty(),
+            "a name prefix is not a parent"
+        );
     }
 }

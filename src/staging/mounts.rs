@@ -51,7 +51,9 @@ pub fn mount_overlay(
     // Mounts made below the stage later (ours, or a sandbox's) stay out of other namespaces.
     match sys.make_private(target) {
         Ok(()) => tracing::debug!(target = %target.display(), "made the stage mount private"),
-        Err(errno) => tracing::debug!(target = %target.display(), %errno, "cannot make the stage mount private"),
+        Err(errno) => {
+            tracing::debug!(target = %target.display(), %errno, "cannot make the stage mount private")
+        }
     }
     Ok(())
 }

@@ -119,8 +119,10 @@ pub fn writability_changes(tree: &Tree) -> Result<Vec<WritabilityChange>> {
 
 /// The first path (in name order) at which the directory `digest` appears in the tree.
 pub fn first_path_of_directory(tree: &Tree, digest: &Digest) -> String {
-    find_path(tree, |path, directory, _| (directory_digest_is(tree, directory, digest)).then(|| path.to_owned()))
-        .unwrap_or_else(|| digest.to_string())
+    find_path(tree, |path, directory, _| {
+        (directory_digest_is(tree, directory, digest)).then(|| path.to_owned())
+    })
+    .unwrap_or_else(|| digest.to_string())
 }
 
 /// The first path at which a file with content `digest` is staged.

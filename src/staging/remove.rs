@@ -16,7 +16,9 @@ pub fn remove_tree(path: &Path) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             open_up(path);
-            fs::remove_dir_all(path).or_else(not_found_is_fine).map_err(|e| StagingError::io("remove", path, e))
+            fs::remove_dir_all(path)
+                .or_else(not_found_is_fine)
+                .map_err(|e| StagingError::io("remove", path, e))
         }
         Err(e) => Err(StagingError::io("remove", path, e)),
     }
@@ -32,7 +34,9 @@ pub fn empty_dir(path: &Path) -> Result<()> {
         if is_dir {
             remove_tree(&child)?;
         } else {
-            fs::remove_file(&child).or_else(not_found_is_fine).map_err(|e| StagingError::io("remove", &child, e))?;
+            fs::remove_file(&child)
+                .or_else(not_found_is_fine)
+                .map_err(|e| StagingError::io("remove", &child, e))?;
         }
     }
     Ok(())

@@ -46,7 +46,9 @@ impl StageRequest {
         let credentials = request.access_credentials.as_ref().map(|c| {
             let id = |value: i64, what: &str| {
                 u32::try_from(value).ok().filter(|&v| v != u32::MAX).ok_or_else(|| {
-                    StagingError::BadRequest(format!("StageTree: access_credentials.{what} {value} is not a valid id"))
+                    StagingError::BadRequest(format!(
+                        "StageTree: access_credentials.{what} {value} is not a valid id"
+                    ))
                 })
             };
             Ok::<_, StagingError>(Owner { uid: id(c.uid, "uid")?, gid: id(c.gid, "gid")? })
@@ -86,7 +88,10 @@ mod tests {
         let root = function.hash_bytes(b"dir");
         let mut proto = StageTreeRequest { root_digest: Some(to_proto(&root)), ..Default::default() };
         let decoded = StageRequest::from_proto(&proto, function).unwrap();
-        assert_eq!((decoded.root, decoded.path, decoded.credentials, decoded.mode), (root, None, None, StagingMode::Default));
+        assert_eq!(
+            (decoded.root, decoded.path, decoded.credentials, decoded.mode),
+            (root, None, None, StagingMode::Default)
+        );
 
         proto.path = "/tmp/x".into();
         proto.access_credentials = Some(Credentials { uid: 1000, gid: 100 });
@@ -104,7 +109,8 @@ mod tests {
         assert_eq!(error.code(), tonic::Code::InvalidArgument);
         assert!(error.to_string().contains("root_digest"), "{error}");
 
-        let proto = StageTreeRequest { root_digest: Some(to_proto(&root)), staging_mode: 7, ..Default::default() };
+        let proto =
+            StageTreeRequest { root_digest: Some(to_proto(&root)), staging_mode: 7, ..Default::default() };
         let error = StageRequest::from_proto(&proto, function).unwrap_err();
         assert!(error.to_string().contains("staging_mode 7"), "{error}");
     }

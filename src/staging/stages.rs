@@ -18,12 +18,15 @@ use super::known::KnownDigests;
 use super::layout::StagingLayout;
 use super::mounts::{MountStack, apply_writability, mount_overlay, unmount_all, unmount_one};
 use super::owner::OwnerDir;
-use super::plan::{WritabilityChange, check_expanded_size, first_path_of_blob, variants, writability_changes};
+use super::plan::{
+    WritabilityChange, check_expanded_size, first_path_of_blob, variants, writability_changes,
+};
 use super::pool::{Pool, set_attrs};
-use super::remove::remove_tree;
+use super::reaper::Reaper;
 use super::request::{StageRequest, StagingMode};
 use super::sys::{RealSys, Sys};
 use super::target::Target;
+use super::tree_cache::{Prepared, TreeCache};
 use super::{mountinfo, overlay_tag};
 use crate::digest::Digest;
 use crate::store::Store;
@@ -79,6 +82,8 @@ struct Inner {
     next_id: AtomicU64,
     /// Why overlays can't be mounted here (logged once), after the first failure.
     no_overlay: Mutex<Option<String>>,
+    /// Trees validated lately.
+    trees: TreeCache,
     /// One lock per farm being built, so concurrent stages of one tree build it once.
     building: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -86,6 +91,7 @@ struct Inner {
 #[derive(Debug)]
 struct Dirs {
     owner: OwnerDir,
+    reaper: Reaper,
     pool: Pool,
     farms: Farms,
 }
@@ -120,6 +126,7 @@ impl Stages {
                 next_id: AtomicU64::new(1),
                 no_overlay: Mutex::new(None),
                 building: Mutex::new(HashMap::new()),
+                trees: TreeCache::default(),
             }),
         }
     }
@@ -134,18 +141,17 @@ impl Stages {
     pub fn stage(&self, request: &StageRequest) -> Result<Staged> {
         let started = Instant::now();
         let inner = &self.inner;
-        let tree = Arc::new(Tree::read(&inner.store, &request.root)?);
-        check_expanded_size(&tree)?;
-        let changes = writability_changes(&tree)?;
+        let prepared = self.prepare(&request.root)?;
+        let (tree, changes) = (&prepared.tree, prepared.changes.as_slice());
         let owner = owner_for(request.credentials);
         if request.mode == StagingMode::Fuse {
             tracing::info!(root = %request.root, "FUSE staging is not available yet; staging with an overlay instead");
         }
         let dirs = self.dirs()?;
         let farm = match self.overlay_unavailable() {
-            None => Some(self.farm(&dirs, &tree, owner)?),
+            None => Some(self.farm(&dirs, tree, owner)?),
             Some(_) => {
-                check_for_copy(&inner.store, &tree, owner)?;
+                check_for_copy(&inner.store, tree, owner)?;
                 None
             }
         };
@@ -155,8 +161,9 @@ impl Stages {
             None => Target::generated(&dirs.owner, n, owner)?,
             Some(path) => Target::client(path, &dirs.owner, n)?,
         };
-        let mut stage = LiveStage { target, method: Method::Copy, scratch: None, mounts: Mutex::default(), known: None };
-        match self.materialise(&dirs, &tree, owner, farm.as_deref(), &changes, n, &mut stage) {
+        let mut stage =
+            LiveStage { target, method: Method::Copy, scratch: None, mounts: Mutex::default(), known: None };
+        match self.materialise(&dirs, tree, owner, farm.as_deref(), changes, n, &mut stage) {
             Ok(()) => {}
             Err(error) => {
                 self.undo(&stage);
@@ -165,14 +172,31 @@ impl Stages {
         }
 
         let id = StageId(inner.next_id.fetch_add(1, Ordering::Relaxed));
-        let staged =
-            Staged { id, path: stage.target.reply.clone(), dir: stage.target.path.clone(), method: stage.method };
+        let staged = Staged {
+            id,
+            path: stage.target.reply.clone(),
+            dir: stage.target.path.clone(),
+            method: stage.method,
+        };
         tracing::debug!(
             root = %request.root, path = %staged.path, method = ?staged.method,
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "staged"
         );
         lock(&inner.live).insert(id, Arc::new(stage));
         Ok(staged)
+    }
+
+    /// The validated tree of `root` and its plan: cached, or read and checked (and then cached).
+    fn prepare(&self, root: &Digest) -> Result<Arc<Prepared>> {
+        if let Some(prepared) = self.inner.trees.get(root) {
+            return Ok(prepared);
+        }
+        let tree = Tree::read(&self.inner.store, root)?;
+        check_expanded_size(&tree)?;
+        let changes = writability_changes(&tree)?;
+        let prepared = Arc::new(Prepared::new(tree, changes));
+        self.inner.trees.insert(prepared.clone());
+        Ok(prepared)
     }
 
     /// Mounts (or copies) the tree at the stage's target, then applies `SubtreeReadOnly`.
@@ -200,13 +224,16 @@ impl Stages {
                 Ok(()) => {
                     mounted = true;
                     stage.method = Method::Overlay;
-                    stage.known = Some(KnownDigests::new(target.clone(), upper, farm.to_owned(), tree.clone()));
+                    stage.known =
+                        Some(KnownDigests::new(target.clone(), upper, farm.to_owned(), tree.clone()));
                 }
-                Err(errno @ (Errno::EPERM | Errno::EACCES | Errno::ENODEV | Errno::EINVAL | Errno::ENOTSUP)) => {
+                Err(
+                    errno @ (Errno::EPERM | Errno::EACCES | Errno::ENODEV | Errno::EINVAL | Errno::ENOTSUP),
+                ) => {
                     drop(mounts);
                     self.note_no_overlay(format!("cannot mount an overlay ({errno})"));
                     stage.scratch = None;
-                    remove_tree(&scratch)?;
+                    dirs.reaper.remove(&scratch)?;
                     check_for_copy(&self.inner.store, tree, owner)?;
                 }
                 Err(errno) => return Err(StagingError::errno("mount an overlay at", &target, errno)),
@@ -267,7 +294,8 @@ impl Stages {
         Ok(())
     }
 
-    /// Unstages every live stage (at shutdown). Returns how many there were; failures are logged.
+    /// Unstages every live stage (at shutdown), and waits until their dirs are deleted.
+    /// Returns how many there were; failures are logged.
     pub fn cleanup_all(&self) -> usize {
         let stages: Vec<Arc<LiveStage>> = lock(&self.inner.live).drain().map(|(_, s)| s).collect();
         for stage in &stages {
@@ -275,7 +303,16 @@ impl Stages {
                 tracing::error!(path = %stage.target.reply, %error, "cannot unstage");
             }
         }
+        self.flush();
         stages.len()
+    }
+
+    /// Waits until the dirs of every unstaged stage are deleted (they are deleted in the
+    /// background after an unstage returns).
+    pub fn flush(&self) {
+        if let Some(dirs) = &*lock(&self.inner.dirs) {
+            dirs.reaper.flush();
+        }
     }
 
     /// The stage directories of every live stage.
@@ -286,7 +323,11 @@ impl Stages {
     /// The known-digest lookup of the live overlay stage containing `path` (absolute), if any:
     /// take it once per capture, then ask it for each file.
     pub fn known_digests(&self, path: &Path) -> Option<KnownDigests> {
-        lock(&self.inner.live).values().filter_map(|s| s.known.as_ref()).find(|k| path.starts_with(k.stage())).cloned()
+        lock(&self.inner.live)
+            .values()
+            .filter_map(|s| s.known.as_ref())
+            .find(|k| path.starts_with(k.stage()))
+            .cloned()
     }
 
     /// The digest of the file at `path` (absolute, with `metadata` from its `lstat`) if it lies
@@ -307,10 +348,11 @@ impl Stages {
                 unmount_one(sys, &mount.mount_point)?;
             }
         }
+        let reaper = &self.dirs()?.reaper;
         if let Some(scratch) = &stage.scratch {
-            remove_tree(scratch)?;
+            reaper.remove(scratch)?;
         }
-        stage.target.remove(stage.method == Method::Copy)
+        stage.target.remove(stage.method == Method::Copy, reaper)
     }
 
     /// Best-effort undo of a stage that failed half-way.
@@ -326,8 +368,10 @@ impl Stages {
             return Ok(dirs.clone());
         }
         let layout = &self.inner.layout;
+        let owner = OwnerDir::create(layout.staging())?;
         let made = Arc::new(Dirs {
-            owner: OwnerDir::create(layout.staging())?,
+            reaper: Reaper::start(owner.path()),
+            owner,
             pool: Pool::open(layout.pool())?,
             farms: Farms::open(layout.farms())?,
         });
@@ -373,7 +417,9 @@ fn check_for_copy(store: &Store, tree: &Tree, owner: Owner) -> Result<()> {
     variants(tree, owner)?;
     let blobs = tree.file_digests();
     match store.find_missing(&blobs).first() {
-        Some(absent) => Err(StagingError::MissingBlob { path: first_path_of_blob(tree, absent), digest: *absent }),
+        Some(absent) => {
+            Err(StagingError::MissingBlob { path: first_path_of_blob(tree, absent), digest: *absent })
+        }
         None => Ok(()),
     }
 }

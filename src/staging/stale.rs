@@ -55,7 +55,11 @@ pub fn cleanup_stale_with(sys: &dyn Sys, root: &Path) -> Result<StaleReport> {
         report.daemons += 1;
     }
     if report.daemons > 0 {
-        tracing::info!(daemons = report.daemons, mounts = report.mounts, "removed stages left by dead daemons");
+        tracing::info!(
+            daemons = report.daemons,
+            mounts = report.mounts,
+            "removed stages left by dead daemons"
+        );
     }
     Ok(report)
 }

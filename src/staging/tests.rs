@@ -77,9 +77,19 @@ impl Sys for Recorder {
         let kind = if detach { "detach" } else { "unmount" };
         self.record(Call::Unmount(path.to_owned(), detach), kind)
     }
-    fn link_at(&self, old_dir: BorrowedFd<'_>, old: &str, new_dir: BorrowedFd<'_>, new: &str) -> Result<(), Errno> {
+    fn link_at(
+        &self,
+        old_dir: BorrowedFd<'_>,
+        old: &str,
+        new_dir: BorrowedFd<'_>,
+        new: &str,
+    ) -> Result<(), Errno> {
         self.record(Call::Link(new.to_owned()), "link")?;
         RealSys.link_at(old_dir, old, new_dir, new)
+    }
+    fn link_file(&self, file: &File, new_dir: BorrowedFd<'_>, new: &str) -> Result<(), Errno> {
+        self.record(Call::Link(new.to_owned()), "link")?;
+        RealSys.link_file(file, new_dir, new)
     }
     fn copy(&self, from: &mut File, to: &mut File) -> io::Result<u64> {
         self.calls.lock().unwrap().push(Call::Copy);
@@ -120,16 +130,26 @@ fn read_only(value: &str) -> Option<reapi::NodeProperties> {
 
 /// `/a` (file), `/d` (SubtreeReadOnly=true) holding `x` and `rw` (false) holding `w`.
 fn tree_with_read_only_parts(store: &Store) -> Digest {
-    let rw = reapi::Directory { files: vec![file(store, "w", b"w")], node_properties: read_only("false"), ..Default::default() };
+    let rw = reapi::Directory {
+        files: vec![file(store, "w", b"w")],
+        node_properties: read_only("false"),
+        ..Default::default()
+    };
     let d = reapi::Directory {
         files: vec![file(store, "x", b"x")],
-        directories: vec![reapi::DirectoryNode { name: "rw".into(), digest: Some(to_proto(&put_dir(store, &rw))) }],
+        directories: vec![reapi::DirectoryNode {
+            name: "rw".into(),
+            digest: Some(to_proto(&put_dir(store, &rw))),
+        }],
         node_properties: read_only("true"),
         ..Default::default()
     };
     let root = reapi::Directory {
         files: vec![file(store, "a", b"a")],
-        directories: vec![reapi::DirectoryNode { name: "d".into(), digest: Some(to_proto(&put_dir(store, &d))) }],
+        directories: vec![reapi::DirectoryNode {
+            name: "d".into(),
+            digest: Some(to_proto(&put_dir(store, &d))),
+        }],
         ..Default::default()
     };
     put_dir(store, &root)
@@ -150,8 +170,10 @@ fn stage_mounts_the_farm_then_read_only_parts_and_unstage_unmounts_in_reverse() 
     assert!(target.starts_with(f.stages.layout().staging()));
 
     let calls = f.sys.take();
-    let links: Vec<&str> = calls.iter().filter_map(|c| if let Call::Link(n) = c { Some(n.as_str()) } else { None }).collect();
-    let (mut farm_links, mut pool_links): (Vec<&str>, Vec<&str>) = links.iter().partition(|n| !n.contains('/'));
+    let links: Vec<&str> =
+        calls.iter().filter_map(|c| if let Call::Link(n) = c { Some(n.as_str()) } else { None }).collect();
+    let (mut farm_links, mut pool_links): (Vec<&str>, Vec<&str>) =
+        links.iter().partition(|n| !n.contains('/'));
     farm_links.sort_unstable();
     assert_eq!(farm_links, ["a", "w", "x"], "each file linked into the farm once");
     pool_links.sort_unstable();
@@ -160,7 +182,13 @@ fn stage_mounts_the_farm_then_read_only_parts_and_unstage_unmounts_in_reverse() 
     let mounts: Vec<&Call> = calls.iter().filter(|c| !matches!(c, Call::Link(_) | Call::Copy)).collect();
     let Call::MountOverlay { target: overlay_target, options } = mounts[0] else { panic!("{mounts:?}") };
     assert_eq!(overlay_target, &target);
-    let farm = f.stages.layout().farms().join(format!("{}-{}.{}.{}", root.hash_hex(), root.size(), Owner::current().uid, Owner::current().gid));
+    let farm = f.stages.layout().farms().join(format!(
+        "{}-{}.{}.{}",
+        root.hash_hex(),
+        root.size(),
+        Owner::current().uid,
+        Owner::current().gid
+    ));
     assert!(options.starts_with(&format!("lowerdir={}/root,upperdir=", farm.display())), "{options}");
     assert!(options.contains("redirect_dir=off") && options.contains("index=off"), "{options}");
     assert_eq!(
@@ -210,7 +238,10 @@ fn a_busy_mount_is_detached_lazily() {
     f.sys.fail("unmount", Errno::EBUSY);
     f.stages.unstage(staged.id).unwrap();
     let calls = f.sys.take();
-    assert_eq!(calls[..2], [Call::Unmount(staged.dir.join("d/rw"), false), Call::Unmount(staged.dir.join("d/rw"), true)]);
+    assert_eq!(
+        calls[..2],
+        [Call::Unmount(staged.dir.join("d/rw"), false), Call::Unmount(staged.dir.join("d/rw"), true)]
+    );
     assert_eq!(calls.len(), 6, "each of the three mounts: a plain try, then a detach: {calls:?}");
 }
 
@@ -228,7 +259,10 @@ fn without_overlay_every_stage_is_a_copy() {
 
     let again = f.stages.stage(&request(root)).unwrap();
     let calls = f.sys.take();
-    assert!(!calls.iter().any(|c| matches!(c, Call::MountOverlay { .. })), "the overlay is not tried again: {calls:?}");
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::MountOverlay { .. })),
+        "the overlay is not tried again: {calls:?}"
+    );
     assert_eq!(calls.iter().filter(|c| **c == Call::Copy).count(), 3);
     assert!(f.stages.known_digests(&again.dir).is_none(), "copies offer no known digests");
     f.stages.unstage(staged.id).unwrap();
@@ -239,9 +273,11 @@ fn without_overlay_every_stage_is_a_copy() {
 #[test]
 fn a_link_refused_with_emlink_becomes_a_copy() {
     let f = fixture();
-    let root = put_dir(&f.store, &reapi::Directory { files: vec![file(&f.store, "a", b"a")], ..Default::default() });
+    let root =
+        put_dir(&f.store, &reapi::Directory { files: vec![file(&f.store, "a", b"a")], ..Default::default() });
     // Another tree staging the same blob the same way publishes the pool variant.
-    let other = put_dir(&f.store, &reapi::Directory { files: vec![file(&f.store, "b", b"a")], ..Default::default() });
+    let other =
+        put_dir(&f.store, &reapi::Directory { files: vec![file(&f.store, "b", b"a")], ..Default::default() });
     let staged = f.stages.stage(&request(other)).unwrap();
     f.stages.unstage(staged.id).unwrap();
     f.sys.take();
@@ -263,19 +299,29 @@ fn a_link_refused_with_emlink_becomes_a_copy() {
 #[test]
 fn bad_trees_and_missing_blobs_write_nothing() {
     let f = fixture();
-    let bad = put_dir(&f.store, &reapi::Directory { files: vec![file(&f.store, "..", b"x")], ..Default::default() });
+    let bad = put_dir(
+        &f.store,
+        &reapi::Directory { files: vec![file(&f.store, "..", b"x")], ..Default::default() },
+    );
     let error = f.stages.stage(&request(bad)).unwrap_err();
     assert_eq!(error.code(), tonic::Code::InvalidArgument);
 
     let absent = f.store.digest_function().hash_bytes(b"never stored");
     let sub = reapi::Directory {
-        files: vec![reapi::FileNode { name: "gone".into(), digest: Some(to_proto(&absent)), ..Default::default() }],
+        files: vec![reapi::FileNode {
+            name: "gone".into(),
+            digest: Some(to_proto(&absent)),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let missing = put_dir(
         &f.store,
         &reapi::Directory {
-            directories: vec![reapi::DirectoryNode { name: "sub".into(), digest: Some(to_proto(&put_dir(&f.store, &sub))) }],
+            directories: vec![reapi::DirectoryNode {
+                name: "sub".into(),
+                digest: Some(to_proto(&put_dir(&f.store, &sub))),
+            }],
             ..Default::default()
         },
     );
@@ -286,7 +332,8 @@ fn bad_trees_and_missing_blobs_write_nothing() {
     // Nothing in any staging dir but the daemon's own (empty) dir, made for the missing-blob case.
     let farms: Vec<_> = fs::read_dir(f.stages.layout().farms()).unwrap().collect();
     assert!(farms.is_empty());
-    let owner_dirs: Vec<PathBuf> = fs::read_dir(f.stages.layout().staging()).unwrap().flatten().map(|e| e.path()).collect();
+    let owner_dirs: Vec<PathBuf> =
+        fs::read_dir(f.stages.layout().staging()).unwrap().flatten().map(|e| e.path()).collect();
     assert_eq!(owner_dirs.len(), 1);
     assert_eq!(fs::read_dir(&owner_dirs[0]).unwrap().count(), 0);
     assert!(f.sys.take().is_empty());

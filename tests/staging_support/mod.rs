@@ -30,7 +30,13 @@ pub fn executable(store: &Store, name: &str, content: &[u8]) -> reapi::FileNode 
 }
 
 /// A file node with node properties.
-pub fn file_with(store: &Store, name: &str, content: &[u8], mtime: Option<(i64, i32)>, mode: Option<u32>) -> reapi::FileNode {
+pub fn file_with(
+    store: &Store,
+    name: &str,
+    content: &[u8],
+    mtime: Option<(i64, i32)>,
+    mode: Option<u32>,
+) -> reapi::FileNode {
     reapi::FileNode {
         node_properties: Some(reapi::NodeProperties {
             properties: vec![],

@@ -97,7 +97,10 @@ impl Session {
             tracing::warn!(commands = ?first.pre_unstage_commands, "StageTree: pre-unstage commands are not allowed; ignored");
         }
         if !first.remote_apis_socket_path.is_empty() {
-            tracing::debug!(path = first.remote_apis_socket_path, "StageTree: remote_apis_socket_path ignored");
+            tracing::debug!(
+                path = first.remote_apis_socket_path,
+                "StageTree: remote_apis_socket_path ignored"
+            );
         }
         let stages = self.stages.clone();
         let staged = tokio::task::spawn_blocking(move || stages.stage(&request))
