@@ -358,19 +358,35 @@ fn a_busy_stage_is_detached_lazily_and_still_removed() {
 #[test]
 fn a_bubblewrap_sandbox_sees_the_stage_and_its_read_only_parts() {
     let busybox = Path::new("/bin/busybox");
-    if !is_root() || !busybox.exists() || std::process::Command::new("bwrap").arg("--version").output().is_err() {
+    if !is_root()
+        || !busybox.exists()
+        || std::process::Command::new("bwrap").arg("--version").output().is_err()
+    {
         return eprintln!("skipped: needs root, bwrap and a static busybox");
     }
     let (_tmp, store) = store();
     let stages = Cleaning::new(&store);
-    let bin = reapi::Directory { files: vec![executable(&store, "busybox", &fs::read(busybox).unwrap())], ..Default::default() };
+    let bin = reapi::Directory {
+        files: vec![executable(&store, "busybox", &fs::read(busybox).unwrap())],
+        ..Default::default()
+    };
     let ro = reapi::Directory {
         files: vec![file(&store, "f", b"input\n")],
-        directories: vec![dir(&store, "out", &reapi::Directory { node_properties: read_only("false"), ..Default::default() })],
+        directories: vec![dir(
+            &store,
+            "out",
+            &reapi::Directory { node_properties: read_only("false"), ..Default::default() },
+        )],
         node_properties: read_only("true"),
         ..Default::default()
     };
-    let root = put_dir(&store, &reapi::Directory { directories: vec![dir(&store, "bin", &bin), dir(&store, "ro", &ro)], ..Default::default() });
+    let root = put_dir(
+        &store,
+        &reapi::Directory {
+            directories: vec![dir(&store, "bin", &bin), dir(&store, "ro", &ro)],
+            ..Default::default()
+        },
+    );
     let staged = stages.stage(&request(root)).unwrap();
     // As buildbox-run does: the stage is the sandbox's root, bound recursively.
     let script = "echo in > /ro/out/new && echo wrote-out; echo x > /ro/f || echo refused-ro; \

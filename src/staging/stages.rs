@@ -5,8 +5,8 @@ use std::fmt;
 use std::fs::{self, Metadata};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
 
@@ -22,6 +22,7 @@ use super::plan::{
     WritabilityChange, check_expanded_size, first_path_of_blob, variants, writability_changes,
 };
 use super::pool::{Pool, set_attrs};
+use super::prune::{PruneReport, farms_in_use, prune_farms, prune_pool};
 use super::reaper::Reaper;
 use super::request::{StageRequest, StagingMode};
 use super::sys::{RealSys, Sys};
@@ -84,6 +85,9 @@ struct Inner {
     no_overlay: Mutex<Option<String>>,
     /// Trees validated lately.
     trees: TreeCache,
+    /// Held shared from a farm's lookup (or build) until the stage over it is registered, and
+    /// exclusively by pruning, so that no farm is removed between the two.
+    farms_in_flux: RwLock<()>,
     /// One lock per farm being built, so concurrent stages of one tree build it once.
     building: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -99,6 +103,8 @@ struct Dirs {
 #[derive(Debug)]
 struct LiveStage {
     target: Target,
+    /// The key of the farm an overlay stage is mounted over.
+    farm_key: Option<String>,
     method: Method,
     /// `<owner dir>/<n>.scratch` (upper and work dirs) of an overlay stage.
     scratch: Option<PathBuf>,
@@ -127,6 +133,7 @@ impl Stages {
                 no_overlay: Mutex::new(None),
                 building: Mutex::new(HashMap::new()),
                 trees: TreeCache::default(),
+                farms_in_flux: RwLock::new(()),
             }),
         }
     }
@@ -148,6 +155,7 @@ impl Stages {
             tracing::info!(root = %request.root, "FUSE staging is not available yet; staging with an overlay instead");
         }
         let dirs = self.dirs()?;
+        let _farms_stay = inner.farms_in_flux.read().unwrap_or_else(|p| p.into_inner());
         let farm = match self.overlay_unavailable() {
             None => Some(self.farm(&dirs, tree, owner)?),
             Some(_) => {
@@ -161,8 +169,14 @@ impl Stages {
             None => Target::generated(&dirs.owner, n, owner)?,
             Some(path) => Target::client(path, &dirs.owner, n)?,
         };
-        let mut stage =
-            LiveStage { target, method: Method::Copy, scratch: None, mounts: Mutex::default(), known: None };
+        let mut stage = LiveStage {
+            target,
+            farm_key: None,
+            method: Method::Copy,
+            scratch: None,
+            mounts: Mutex::default(),
+            known: None,
+        };
         match self.materialise(&dirs, tree, owner, farm.as_deref(), changes, n, &mut stage) {
             Ok(()) => {}
             Err(error) => {
@@ -218,11 +232,13 @@ impl Stages {
             let scratch = dirs.owner.path().join(format!("{n}.scratch"));
             stage.scratch = Some(scratch.clone());
             let (upper, work) = make_scratch(&dirs.owner, n, owner)?;
-            let tag = overlay_tag(dirs.owner.name());
+            let key = farm.parent().and_then(Path::file_name).and_then(|k| k.to_str()).unwrap_or_default();
+            let tag = overlay_tag(dirs.owner.name(), key);
             let mut mounts = lock(&stage.mounts);
             match mount_overlay(sys, &tag, &target, farm, &upper, &work, &mut mounts) {
                 Ok(()) => {
                     mounted = true;
+                    stage.farm_key = Some(key.to_owned());
                     stage.method = Method::Overlay;
                     stage.known =
                         Some(KnownDigests::new(target.clone(), upper, farm.to_owned(), tree.clone()));
@@ -313,6 +329,27 @@ impl Stages {
         if let Some(dirs) = &*lock(&self.inner.dirs) {
             dirs.reaper.flush();
         }
+    }
+
+    /// Removes the farms no stage has used for `unused_for` (and none is mounted over, by any
+    /// daemon), then the pool variants no farm links to any more. Blocks new stages while it runs:
+    /// call it now and then (say, at start-up and daily), off the async executor.
+    pub fn prune(&self, unused_for: Duration) -> Result<PruneReport> {
+        let _exclusive = self.inner.farms_in_flux.write().unwrap_or_else(|p| p.into_inner());
+        let dirs = self.dirs()?;
+        let cutoff = SystemTime::now().checked_sub(unused_for).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut in_use = farms_in_use()?;
+        in_use.extend(lock(&self.inner.live).values().filter_map(|s| s.farm_key.clone()));
+        let mut report = PruneReport::default();
+        let pruned = prune_farms(self.inner.layout.farms(), cutoff, &in_use, &dirs.reaper, &mut report)?;
+        prune_pool(self.inner.layout.pool(), cutoff, &pruned, &mut report)?;
+        tracing::info!(
+            farms = report.farms,
+            variants = report.variants,
+            bytes = report.bytes,
+            "pruned staging"
+        );
+        Ok(report)
     }
 
     /// The stage directories of every live stage.
