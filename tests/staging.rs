@@ -270,6 +270,14 @@ impl Sys for NoOverlay {
     ) -> Result<(), Errno> {
         RealSys.link_at(old_dir, old, new_dir, new)
     }
+    fn link_file(
+        &self,
+        file: &fs::File,
+        new_dir: std::os::fd::BorrowedFd<'_>,
+        new: &str,
+    ) -> Result<(), Errno> {
+        RealSys.link_file(file, new_dir, new)
+    }
     fn copy(&self, from: &mut fs::File, to: &mut fs::File) -> std::io::Result<u64> {
         RealSys.copy(from, to)
     }
@@ -345,4 +353,55 @@ fn a_busy_stage_is_detached_lazily_and_still_removed() {
         Err(e) => assert_eq!(e.kind(), ErrorKind::NotFound),
         Ok(_) => panic!("the stage is still reachable"),
     }
+}
+
+#[test]
+fn a_bubblewrap_sandbox_sees_the_stage_and_its_read_only_parts() {
+    let busybox = Path::new("/bin/busybox");
+    if !is_root()
+        || !busybox.exists()
+        || std::process::Command::new("bwrap").arg("--version").output().is_err()
+    {
+        return eprintln!("skipped: needs root, bwrap and a static busybox");
+    }
+    let (_tmp, store) = store();
+    let stages = Cleaning::new(&store);
+    let bin = reapi::Directory {
+        files: vec![executable(&store, "busybox", &fs::read(busybox).unwrap())],
+        ..Default::default()
+    };
+    let ro = reapi::Directory {
+        files: vec![file(&store, "f", b"input\n")],
+        directories: vec![dir(
+            &store,
+            "out",
+            &reapi::Directory { node_properties: read_only("false"), ..Default::default() },
+        )],
+        node_properties: read_only("true"),
+        ..Default::default()
+    };
+    let root = put_dir(
+        &store,
+        &reapi::Directory {
+            directories: vec![dir(&store, "bin", &bin), dir(&store, "ro", &ro)],
+            ..Default::default()
+        },
+    );
+    let staged = stages.stage(&request(root)).unwrap();
+    // As buildbox-run does: the stage is the sandbox's root, bound recursively.
+    let script = "echo in > /ro/out/new && echo wrote-out; echo x > /ro/f || echo refused-ro; \
+                  echo y >> /top || echo refused-root; cat /ro/f";
+    let output = std::process::Command::new("bwrap")
+        .args(["--bind", staged.dir.to_str().unwrap(), "/", "--dev", "/dev", "--proc", "/proc"])
+        .args(["/bin/busybox", "sh", "-c", script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stdout, "wrote-out\nrefused-ro\ninput\n", "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    assert_eq!(fs::read(staged.dir.join("ro/out/new")).unwrap(), b"in\n");
+    assert_eq!(fs::read(staged.dir.join("top")).unwrap(), b"y\n", "the root itself is writable");
+    stages.unstage(staged.id).unwrap();
+    assert!(mounts_under(&staged.dir).is_empty());
 }

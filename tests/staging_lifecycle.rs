@@ -237,3 +237,24 @@ fn stale_cleanup_removes_what_a_crashed_daemon_left() {
     assert_eq!(cleanup_stale(store.root()).unwrap().daemons, 0);
     live.unstage(alive.id).unwrap();
 }
+
+#[test]
+fn prune_keeps_farms_another_daemon_has_mounted() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let (_tmp, store) = store();
+    let other_daemon = Cleaning::new(&store);
+    let pruner = Cleaning::new(&store);
+    let (mounted, unused) = (tree(&store, "mounted"), tree(&store, "unused"));
+    let live = other_daemon.stage(&request(mounted)).unwrap();
+    let done = pruner.stage(&request(unused)).unwrap();
+    pruner.unstage(done.id).unwrap();
+
+    let report = pruner.prune(std::time::Duration::ZERO).unwrap();
+    assert_eq!(report.farms, 1, "only the unused farm goes");
+    assert_eq!(report.variants, 2, "its two blobs no other farm stages the same way");
+    assert_eq!(fs::read(live.dir.join("exe")).unwrap(), b"mounted", "the mounted farm is intact");
+    let again = pruner.stage(&request(mounted)).unwrap();
+    assert_eq!(fs::read(again.dir.join("ro/r")).unwrap(), b"read-only mounted");
+}

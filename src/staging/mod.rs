@@ -45,6 +45,7 @@
 //! plain unmount fails) and removes the stage's dirs; [`Stages::cleanup_all`] does so for all at
 //! shutdown; [`cleanup_stale`] removes, at start-up, what dead daemons left (mounts found in
 //! `/proc/self/mountinfo` by their tag, their dir, or the client paths they recorded).
+//! [`Stages::prune`] removes farms unused for a while and the pool variants only they used.
 //!
 //! # Known digests
 //!
@@ -66,12 +67,15 @@ mod mounts;
 mod owner;
 mod plan;
 mod pool;
+mod prune;
+mod reaper;
 mod remove;
 mod request;
 mod stages;
 mod stale;
 pub mod sys;
 mod target;
+mod tree_cache;
 
 #[cfg(test)]
 mod tests;
@@ -81,12 +85,17 @@ pub use error::StagingError;
 pub use known::KnownDigests;
 pub use layout::StagingLayout;
 pub use plan::MAX_STAGED_ENTRIES;
+pub use prune::PruneReport;
 pub use request::{StageRequest, StagingMode};
 pub use stages::{Method, StageId, Staged, Stages};
 pub use stale::{StaleReport, cleanup_stale, cleanup_stale_with};
 pub use sys::{RealSys, Sys};
 
-/// The mount source of a daemon's overlays, which names it in `/proc/self/mountinfo`.
-fn overlay_tag(owner_dir_name: &str) -> String {
-    format!("rebox-stage:{owner_dir_name}")
+/// Mount sources of rebox's overlays begin with this.
+const TAG_PREFIX: &str = "rebox-stage:";
+
+/// The mount source of a daemon's overlay of a farm: `rebox-stage:<owner dir>:<farm key>`, which
+/// names both in `/proc/self/mountinfo` (for crash clean-up and for pruning unused farms).
+fn overlay_tag(owner_dir_name: &str, farm_key: &str) -> String {
+    format!("{TAG_PREFIX}{owner_dir_name}:{farm_key}")
 }

@@ -9,9 +9,10 @@
 //! the same one at once both succeed. Nothing ever writes to a variant once published.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Seek};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
@@ -30,6 +31,8 @@ use crate::store::Store;
 pub struct Pool {
     path: PathBuf,
     fd: OwnedFd,
+    /// Which fan-out dirs are known to exist.
+    fan_outs: [AtomicBool; 256],
 }
 
 impl Pool {
@@ -37,7 +40,7 @@ impl Pool {
     pub fn open(path: &Path) -> Result<Self> {
         create_dir_with_mode(path, 0o700)?;
         let fd = open_dir_path(path)?;
-        Ok(Self { path: path.to_owned(), fd })
+        Ok(Self { path: path.to_owned(), fd, fan_outs: [const { AtomicBool::new(false) }; 256] })
     }
 
     /// The pool's path.
@@ -56,7 +59,8 @@ impl Pool {
     }
 
     /// Makes the variant from the CAS object of `digest` (which must be present: checked by the
-    /// caller, before anything is written). `tmp` is where it is written before publication.
+    /// caller, before anything is written). `tmp` is where it is written before publication when
+    /// the filesystem can't make unnamed files (O_TMPFILE).
     pub fn create(
         &self,
         sys: &dyn Sys,
@@ -74,46 +78,70 @@ impl Pool {
             }
             Err(e) => return Err(StagingError::io("open", object, e)),
         };
+        self.make_fan_out(name)?;
+        let path = self.path.join(name.as_str());
+        // An unnamed file, linked into place once complete: no name to create and remove.
+        let flags = OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+        match nix::fcntl::openat(self.fd.as_fd(), name.fan_out(), flags, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => {
+                let mut file = File::from(fd);
+                sys.copy(&mut source, &mut file).at("copy the CAS object into", &path)?;
+                set_attrs(&file, attrs).at("set the attributes of", &path)?;
+                match sys.link_file(&file, self.fd.as_fd(), name.as_str()) {
+                    // Another stage published the same variant: it is complete, use it.
+                    Ok(()) | Err(Errno::EEXIST) => Ok(()),
+                    // No /proc to name the file by: write it again, named.
+                    Err(Errno::ENOENT) => self.create_named(sys, &mut source, tmp, attrs, name),
+                    Err(errno) => Err(StagingError::errno("link into the pool", path, errno)),
+                }
+            }
+            Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
+                self.create_named(sys, &mut source, tmp, attrs, name)
+            }
+            Err(errno) => Err(StagingError::errno("create a file in", self.path.join(name.fan_out()), errno)),
+        }
+    }
+
+    /// [`Pool::create`] through a named temporary file in `tmp`.
+    fn create_named(
+        &self,
+        sys: &dyn Sys,
+        source: &mut File,
+        tmp: &OwnerDir,
+        attrs: &Attrs,
+        name: &VariantName,
+    ) -> Result<()> {
+        source.rewind().at("rewind", &self.path.join(name.as_str()))?;
         let tmp_name = format!("pool-{}", tmp.next_number());
         let tmp_path = tmp.path().join(&tmp_name);
         let mut file = create_file(tmp.fd(), &tmp_name).at("create", &tmp_path)?;
         let written = (|| {
-            sys.copy(&mut source, &mut file).at("copy the CAS object into", &tmp_path)?;
+            sys.copy(source, &mut file).at("copy the CAS object into", &tmp_path)?;
             set_attrs(&file, attrs).at("set the attributes of", &tmp_path)?;
-            self.publish(sys, tmp.fd(), &tmp_name, name)
+            match sys.link_at(tmp.fd(), &tmp_name, self.fd.as_fd(), name.as_str()) {
+                Ok(()) | Err(Errno::EEXIST) => Ok(()),
+                Err(errno) => {
+                    Err(StagingError::errno("link into the pool", self.path.join(name.as_str()), errno))
+                }
+            }
         })();
         // The temporary name goes either way; a crash leaves it in the owner dir for clean-up.
         let _ = unlinkat(tmp.fd(), tmp_name.as_str(), UnlinkatFlags::NoRemoveDir);
         written
     }
 
-    /// Links the finished temporary file into the pool, creating its fan-out dir if need be.
-    fn publish(&self, sys: &dyn Sys, tmp_dir: BorrowedFd<'_>, tmp: &str, name: &VariantName) -> Result<()> {
-        let mut made_fan_out = false;
-        loop {
-            match sys.link_at(tmp_dir, tmp, self.fd.as_fd(), name.as_str()) {
-                // Another stage published the same variant: it is complete, use it.
-                Ok(()) | Err(Errno::EEXIST) => return Ok(()),
-                Err(Errno::ENOENT) if !made_fan_out => {
-                    match mkdirat(self.fd.as_fd(), name.fan_out(), Mode::from_bits_truncate(0o700)) {
-                        Ok(()) | Err(Errno::EEXIST) => made_fan_out = true,
-                        Err(errno) => {
-                            return Err(StagingError::errno(
-                                "create directory",
-                                self.path.join(name.fan_out()),
-                                errno,
-                            ));
-                        }
-                    }
-                }
-                Err(errno) => {
-                    return Err(StagingError::errno(
-                        "link into the pool",
-                        self.path.join(name.as_str()),
-                        errno,
-                    ));
-                }
+    /// Makes the variant's fan-out dir, once per pool.
+    fn make_fan_out(&self, name: &VariantName) -> Result<()> {
+        let index = usize::from(u8::from_str_radix(name.fan_out(), 16).unwrap_or(0));
+        if self.fan_outs[index].load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match mkdirat(self.fd.as_fd(), name.fan_out(), Mode::from_bits_truncate(0o700)) {
+            Ok(()) | Err(Errno::EEXIST) => {
+                self.fan_outs[index].store(true, Ordering::Relaxed);
+                Ok(())
             }
+            Err(errno) => Err(StagingError::errno("create directory", self.path.join(name.fan_out()), errno)),
         }
     }
 }

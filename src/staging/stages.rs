@@ -5,8 +5,8 @@ use std::fmt;
 use std::fs::{self, Metadata};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
 
@@ -22,10 +22,12 @@ use super::plan::{
     WritabilityChange, check_expanded_size, first_path_of_blob, variants, writability_changes,
 };
 use super::pool::{Pool, set_attrs};
-use super::remove::remove_tree;
+use super::prune::{PruneReport, farms_in_use, prune_farms, prune_pool};
+use super::reaper::Reaper;
 use super::request::{StageRequest, StagingMode};
 use super::sys::{RealSys, Sys};
 use super::target::Target;
+use super::tree_cache::{Prepared, TreeCache};
 use super::{mountinfo, overlay_tag};
 use crate::digest::Digest;
 use crate::store::Store;
@@ -81,6 +83,11 @@ struct Inner {
     next_id: AtomicU64,
     /// Why overlays can't be mounted here (logged once), after the first failure.
     no_overlay: Mutex<Option<String>>,
+    /// Trees validated lately.
+    trees: TreeCache,
+    /// Held shared from a farm's lookup (or build) until the stage over it is registered, and
+    /// exclusively by pruning, so that no farm is removed between the two.
+    farms_in_flux: RwLock<()>,
     /// One lock per farm being built, so concurrent stages of one tree build it once.
     building: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -88,6 +95,7 @@ struct Inner {
 #[derive(Debug)]
 struct Dirs {
     owner: OwnerDir,
+    reaper: Reaper,
     pool: Pool,
     farms: Farms,
 }
@@ -95,6 +103,8 @@ struct Dirs {
 #[derive(Debug)]
 struct LiveStage {
     target: Target,
+    /// The key of the farm an overlay stage is mounted over.
+    farm_key: Option<String>,
     method: Method,
     /// `<owner dir>/<n>.scratch` (upper and work dirs) of an overlay stage.
     scratch: Option<PathBuf>,
@@ -122,6 +132,8 @@ impl Stages {
                 next_id: AtomicU64::new(1),
                 no_overlay: Mutex::new(None),
                 building: Mutex::new(HashMap::new()),
+                trees: TreeCache::default(),
+                farms_in_flux: RwLock::new(()),
             }),
         }
     }
@@ -136,18 +148,18 @@ impl Stages {
     pub fn stage(&self, request: &StageRequest) -> Result<Staged> {
         let started = Instant::now();
         let inner = &self.inner;
-        let tree = Arc::new(Tree::read(&inner.store, &request.root)?);
-        check_expanded_size(&tree)?;
-        let changes = writability_changes(&tree)?;
+        let prepared = self.prepare(&request.root)?;
+        let (tree, changes) = (&prepared.tree, prepared.changes.as_slice());
         let owner = owner_for(request.credentials);
         if request.mode == StagingMode::Fuse {
             tracing::info!(root = %request.root, "FUSE staging is not available yet; staging with an overlay instead");
         }
         let dirs = self.dirs()?;
+        let _farms_stay = inner.farms_in_flux.read().unwrap_or_else(|p| p.into_inner());
         let farm = match self.overlay_unavailable() {
-            None => Some(self.farm(&dirs, &tree, owner)?),
+            None => Some(self.farm(&dirs, tree, owner)?),
             Some(_) => {
-                check_for_copy(&inner.store, &tree, owner)?;
+                check_for_copy(&inner.store, tree, owner)?;
                 None
             }
         };
@@ -157,9 +169,15 @@ impl Stages {
             None => Target::generated(&dirs.owner, n, owner)?,
             Some(path) => Target::client(path, &dirs.owner, n)?,
         };
-        let mut stage =
-            LiveStage { target, method: Method::Copy, scratch: None, mounts: Mutex::default(), known: None };
-        match self.materialise(&dirs, &tree, owner, farm.as_deref(), &changes, n, &mut stage) {
+        let mut stage = LiveStage {
+            target,
+            farm_key: None,
+            method: Method::Copy,
+            scratch: None,
+            mounts: Mutex::default(),
+            known: None,
+        };
+        match self.materialise(&dirs, tree, owner, farm.as_deref(), changes, n, &mut stage) {
             Ok(()) => {}
             Err(error) => {
                 self.undo(&stage);
@@ -182,6 +200,19 @@ impl Stages {
         Ok(staged)
     }
 
+    /// The validated tree of `root` and its plan: cached, or read and checked (and then cached).
+    fn prepare(&self, root: &Digest) -> Result<Arc<Prepared>> {
+        if let Some(prepared) = self.inner.trees.get(root) {
+            return Ok(prepared);
+        }
+        let tree = Tree::read(&self.inner.store, root)?;
+        check_expanded_size(&tree)?;
+        let changes = writability_changes(&tree)?;
+        let prepared = Arc::new(Prepared::new(tree, changes));
+        self.inner.trees.insert(prepared.clone());
+        Ok(prepared)
+    }
+
     /// Mounts (or copies) the tree at the stage's target, then applies `SubtreeReadOnly`.
     #[allow(clippy::too_many_arguments)]
     fn materialise(
@@ -201,11 +232,13 @@ impl Stages {
             let scratch = dirs.owner.path().join(format!("{n}.scratch"));
             stage.scratch = Some(scratch.clone());
             let (upper, work) = make_scratch(&dirs.owner, n, owner)?;
-            let tag = overlay_tag(dirs.owner.name());
+            let key = farm.parent().and_then(Path::file_name).and_then(|k| k.to_str()).unwrap_or_default();
+            let tag = overlay_tag(dirs.owner.name(), key);
             let mut mounts = lock(&stage.mounts);
             match mount_overlay(sys, &tag, &target, farm, &upper, &work, &mut mounts) {
                 Ok(()) => {
                     mounted = true;
+                    stage.farm_key = Some(key.to_owned());
                     stage.method = Method::Overlay;
                     stage.known =
                         Some(KnownDigests::new(target.clone(), upper, farm.to_owned(), tree.clone()));
@@ -216,7 +249,7 @@ impl Stages {
                     drop(mounts);
                     self.note_no_overlay(format!("cannot mount an overlay ({errno})"));
                     stage.scratch = None;
-                    remove_tree(&scratch)?;
+                    dirs.reaper.remove(&scratch)?;
                     check_for_copy(&self.inner.store, tree, owner)?;
                 }
                 Err(errno) => return Err(StagingError::errno("mount an overlay at", &target, errno)),
@@ -277,7 +310,8 @@ impl Stages {
         Ok(())
     }
 
-    /// Unstages every live stage (at shutdown). Returns how many there were; failures are logged.
+    /// Unstages every live stage (at shutdown), and waits until their dirs are deleted.
+    /// Returns how many there were; failures are logged.
     pub fn cleanup_all(&self) -> usize {
         let stages: Vec<Arc<LiveStage>> = lock(&self.inner.live).drain().map(|(_, s)| s).collect();
         for stage in &stages {
@@ -285,7 +319,37 @@ impl Stages {
                 tracing::error!(path = %stage.target.reply, %error, "cannot unstage");
             }
         }
+        self.flush();
         stages.len()
+    }
+
+    /// Waits until the dirs of every unstaged stage are deleted (they are deleted in the
+    /// background after an unstage returns).
+    pub fn flush(&self) {
+        if let Some(dirs) = &*lock(&self.inner.dirs) {
+            dirs.reaper.flush();
+        }
+    }
+
+    /// Removes the farms no stage has used for `unused_for` (and none is mounted over, by any
+    /// daemon), then the pool variants no farm links to any more. Blocks new stages while it runs:
+    /// call it now and then (say, at start-up and daily), off the async executor.
+    pub fn prune(&self, unused_for: Duration) -> Result<PruneReport> {
+        let _exclusive = self.inner.farms_in_flux.write().unwrap_or_else(|p| p.into_inner());
+        let dirs = self.dirs()?;
+        let cutoff = SystemTime::now().checked_sub(unused_for).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut in_use = farms_in_use()?;
+        in_use.extend(lock(&self.inner.live).values().filter_map(|s| s.farm_key.clone()));
+        let mut report = PruneReport::default();
+        let pruned = prune_farms(self.inner.layout.farms(), cutoff, &in_use, &dirs.reaper, &mut report)?;
+        prune_pool(self.inner.layout.pool(), cutoff, &pruned, &mut report)?;
+        tracing::info!(
+            farms = report.farms,
+            variants = report.variants,
+            bytes = report.bytes,
+            "pruned staging"
+        );
+        Ok(report)
     }
 
     /// The stage directories of every live stage.
@@ -321,10 +385,11 @@ impl Stages {
                 unmount_one(sys, &mount.mount_point)?;
             }
         }
+        let reaper = &self.dirs()?.reaper;
         if let Some(scratch) = &stage.scratch {
-            remove_tree(scratch)?;
+            reaper.remove(scratch)?;
         }
-        stage.target.remove(stage.method == Method::Copy)
+        stage.target.remove(stage.method == Method::Copy, reaper)
     }
 
     /// Best-effort undo of a stage that failed half-way.
@@ -340,8 +405,10 @@ impl Stages {
             return Ok(dirs.clone());
         }
         let layout = &self.inner.layout;
+        let owner = OwnerDir::create(layout.staging())?;
         let made = Arc::new(Dirs {
-            owner: OwnerDir::create(layout.staging())?,
+            reaper: Reaper::start(owner.path()),
+            owner,
             pool: Pool::open(layout.pool())?,
             farms: Farms::open(layout.farms())?,
         });

@@ -68,11 +68,11 @@ pub fn cleanup_stale_with(sys: &dyn Sys, root: &Path) -> Result<StaleReport> {
 fn clean_dead_daemon(sys: &dyn Sys, name: &str, dir: &Path) -> Result<usize> {
     let records = client_targets(dir);
     let mounts = mountinfo::read().map_err(|e| StagingError::io("read", "/proc/self/mountinfo", e))?;
-    let tag = overlay_tag(name);
+    let tag = overlay_tag(name, "");
     let mut ours: Vec<&mountinfo::MountEntry> = mounts
         .iter()
         .filter(|m| {
-            m.source == tag
+            m.source.starts_with(&tag)
                 || m.mount_point.starts_with(dir)
                 || records.iter().any(|(_, target)| m.mount_point.starts_with(target))
         })

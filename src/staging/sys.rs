@@ -6,11 +6,11 @@
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::AtFlags;
+use nix::fcntl::{AT_FDCWD, AtFlags};
 use nix::mount::{MntFlags, MsFlags};
 
 /// The syscalls staging needs that a test may want to observe or refuse.
@@ -33,6 +33,8 @@ pub trait Sys: fmt::Debug + Send + Sync {
         new_dir: BorrowedFd<'_>,
         new: &str,
     ) -> Result<(), Errno>;
+    /// Links an open file (made with O_TMPFILE, so it has no name yet) as `new` in `new_dir`.
+    fn link_file(&self, file: &File, new_dir: BorrowedFd<'_>, new: &str) -> Result<(), Errno>;
     /// Copies all of `from` (from its current offset) to `to`; returns the bytes copied.
     fn copy(&self, from: &mut File, to: &mut File) -> io::Result<u64>;
 }
@@ -83,6 +85,12 @@ impl Sys for RealSys {
         new: &str,
     ) -> Result<(), Errno> {
         nix::unistd::linkat(old_dir, old, new_dir, new, AtFlags::empty())
+    }
+
+    fn link_file(&self, file: &File, new_dir: BorrowedFd<'_>, new: &str) -> Result<(), Errno> {
+        // Through /proc rather than AT_EMPTY_PATH, which needs CAP_DAC_READ_SEARCH.
+        let name = format!("/proc/self/fd/{}", file.as_raw_fd());
+        nix::unistd::linkat(AT_FDCWD, name.as_str(), new_dir, new, AtFlags::AT_SYMLINK_FOLLOW)
     }
 
     fn copy(&self, from: &mut File, to: &mut File) -> io::Result<u64> {

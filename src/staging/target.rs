@@ -17,7 +17,8 @@ use super::attrs::Owner;
 use super::build::make_dir;
 use super::error::{Context, Result, StagingError};
 use super::owner::OwnerDir;
-use super::remove::{empty_dir, remove_tree};
+use super::reaper::Reaper;
+use super::remove::empty_dir;
 
 /// How the stage path came to be, which says what unstaging removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,11 +91,11 @@ impl Target {
         };
         let record = owner_dir.path().join(record_name(n));
         write_record(&record, &kind, &absolute)?;
-        if kind == TargetKind::Created {
-            if let Err(e) = fs::create_dir_all(&absolute) {
-                let _ = fs::remove_file(&record);
-                return Err(StagingError::io("create", absolute, e));
-            }
+        if kind == TargetKind::Created
+            && let Err(e) = fs::create_dir_all(&absolute)
+        {
+            let _ = fs::remove_file(&record);
+            return Err(StagingError::io("create", absolute, e));
         }
         // Mount and unmount the real directory, whatever symlinks lead to it.
         let path = fs::canonicalize(&absolute).at("resolve", &absolute)?;
@@ -103,10 +104,10 @@ impl Target {
 
     /// Removes what the stage left (after everything mounted on it is gone). `copied`: the tree
     /// was copied into the directory itself (not mounted over it).
-    pub fn remove(&self, copied: bool) -> Result<()> {
+    pub fn remove(&self, copied: bool, reaper: &Reaper) -> Result<()> {
         match &self.kind {
-            TargetKind::Generated { parent } => remove_tree(parent)?,
-            TargetKind::Created => remove_tree(&self.path)?,
+            TargetKind::Generated { parent } => reaper.remove(parent)?,
+            TargetKind::Created => reaper.remove(&self.path)?,
             TargetKind::Existing if copied => empty_dir(&self.path)?,
             TargetKind::Existing => {}
         }

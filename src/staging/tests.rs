@@ -87,6 +87,10 @@ impl Sys for Recorder {
         self.record(Call::Link(new.to_owned()), "link")?;
         RealSys.link_at(old_dir, old, new_dir, new)
     }
+    fn link_file(&self, file: &File, new_dir: BorrowedFd<'_>, new: &str) -> Result<(), Errno> {
+        self.record(Call::Link(new.to_owned()), "link")?;
+        RealSys.link_file(file, new_dir, new)
+    }
     fn copy(&self, from: &mut File, to: &mut File) -> io::Result<u64> {
         self.calls.lock().unwrap().push(Call::Copy);
         RealSys.copy(from, to)
@@ -356,4 +360,52 @@ fn fuse_requests_are_staged_all_the_same() {
     let staged = f.stages.stage(&StageRequest { mode: StagingMode::Fuse, ..request(root) }).unwrap();
     assert_eq!(staged.method, Method::Overlay);
     f.stages.unstage(staged.id).unwrap();
+}
+
+#[test]
+fn prune_removes_unused_farms_and_the_variants_only_they_used() {
+    let f = fixture();
+    let shared = file(&f.store, "shared", b"in both trees");
+    let only_a = put_dir(
+        &f.store,
+        &reapi::Directory {
+            files: vec![file(&f.store, "a", b"only in a"), shared.clone()],
+            ..Default::default()
+        },
+    );
+    let only_b = put_dir(
+        &f.store,
+        &reapi::Directory { files: vec![file(&f.store, "b", b"only in b"), shared], ..Default::default() },
+    );
+    let a = f.stages.stage(&request(only_a)).unwrap();
+    f.stages.unstage(a.id).unwrap();
+    let b = f.stages.stage(&request(only_b)).unwrap(); // Live: its farm must stay.
+    let variants = |stages: &Stages| {
+        fs::read_dir(stages.layout().pool())
+            .unwrap()
+            .flatten()
+            .flat_map(|d| fs::read_dir(d.path()).unwrap())
+            .count()
+    };
+    assert_eq!(variants(&f.stages), 3);
+
+    let recent = f.stages.prune(std::time::Duration::from_secs(3600)).unwrap();
+    assert_eq!(recent, PruneReport::default(), "nothing is old enough");
+
+    let report = f.stages.prune(std::time::Duration::ZERO).unwrap();
+    assert_eq!((report.farms, report.variants, report.bytes), (1, 1, b"only in a".len() as u64));
+    assert_eq!(variants(&f.stages), 2);
+    let kept: Vec<String> = fs::read_dir(f.stages.layout().farms())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].starts_with(&only_b.hash_hex()), "the live stage's farm stays: {kept:?}");
+    f.stages.unstage(b.id).unwrap();
+
+    // Tree a stages again: its farm and variant are made anew.
+    let again = f.stages.stage(&request(only_a)).unwrap();
+    assert_eq!(variants(&f.stages), 3);
+    f.stages.unstage(again.id).unwrap();
 }

@@ -1,0 +1,134 @@
+//! Validated trees kept in memory, so staging a tree again costs no Directory reads.
+//!
+//! A Tree is named by its root digest, so a cached one never goes stale. Reading and validating
+//! a 200-directory tree costs tens of milliseconds (one open, read and LRU touch per Directory
+//! blob), far more than mounting its farm; so the last trees staged are kept, up to a total
+//! number of entries that bounds the memory they take.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use super::plan::WritabilityChange;
+use crate::digest::Digest;
+use crate::tree::Tree;
+
+/// At most this many entries (files, directories, symlinks of distinct Directory messages) are
+/// kept in all (about 200 bytes each).
+pub const MAX_CACHED_ENTRIES: usize = 1_000_000;
+
+/// A tree read, validated and planned.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The validated tree.
+    pub tree: Arc<Tree>,
+    /// Where `SubtreeReadOnly` changes what the action may write.
+    pub changes: Vec<WritabilityChange>,
+    entries: usize,
+}
+
+impl Prepared {
+    /// Wraps a validated tree and its plan.
+    pub fn new(tree: Tree, changes: Vec<WritabilityChange>) -> Self {
+        let entries =
+            tree.directories().map(|(_, d)| d.files.len() + d.directories.len() + d.symlinks.len() + 1).sum();
+        Self { tree: Arc::new(tree), changes, entries }
+    }
+}
+
+/// The last prepared trees, least recently used evicted first.
+#[derive(Debug)]
+pub struct TreeCache {
+    inner: Mutex<Lru>,
+    budget: usize,
+}
+
+impl Default for TreeCache {
+    fn default() -> Self {
+        Self::with_budget(MAX_CACHED_ENTRIES)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Lru {
+    trees: HashMap<Digest, Arc<Prepared>>,
+    /// Least recently used first.
+    order: VecDeque<Digest>,
+    entries: usize,
+}
+
+impl TreeCache {
+    /// A cache keeping at most `budget` entries.
+    pub fn with_budget(budget: usize) -> Self {
+        Self { inner: Mutex::default(), budget }
+    }
+
+    /// The prepared tree of `root`, if cached (and marks it used).
+    pub fn get(&self, root: &Digest) -> Option<Arc<Prepared>> {
+        let mut lru = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let found = lru.trees.get(root)?.clone();
+        lru.order.retain(|d| d != root);
+        lru.order.push_back(*root);
+        Some(found)
+    }
+
+    /// Keeps `prepared` (unless it alone is over the budget), evicting the least recently used.
+    pub fn insert(&self, prepared: Arc<Prepared>) {
+        if prepared.entries > self.budget {
+            return;
+        }
+        let root = prepared.tree.root();
+        let mut lru = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if lru.trees.contains_key(&root) {
+            return;
+        }
+        while lru.entries + prepared.entries > self.budget {
+            let Some(oldest) = lru.order.pop_front() else { break };
+            if let Some(evicted) = lru.trees.remove(&oldest) {
+                lru.entries -= evicted.entries;
+            }
+        }
+        lru.entries += prepared.entries;
+        lru.order.push_back(root);
+        lru.trees.insert(root, prepared);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::DigestFunction;
+    use crate::proto::build::bazel::remote::execution::v2 as reapi;
+    use crate::store::Store;
+    use prost::Message;
+
+    fn prepared(store: &Store, files: usize) -> Arc<Prepared> {
+        let directory = reapi::Directory {
+            files: (0..files)
+                .map(|i| reapi::FileNode {
+                    name: format!("f{i:04}"),
+                    digest: Some(crate::tree::to_proto(&store.put_bytes(b"x").unwrap())),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let root = store.put_bytes(&directory.encode_to_vec()).unwrap();
+        Arc::new(Prepared::new(Tree::read(store, &root).unwrap(), Vec::new()))
+    }
+
+    #[test]
+    fn keeps_the_most_recently_used_within_the_budget() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), DigestFunction::Sha256).unwrap();
+        let cache = TreeCache::with_budget(100);
+        let (a, b, c) = (prepared(&store, 40), prepared(&store, 41), prepared(&store, 42));
+        cache.insert(a.clone());
+        cache.insert(b.clone());
+        assert!(cache.get(&a.tree.root()).is_some(), "a is now the most recently used");
+        cache.insert(c.clone()); // 41 + 43 entries (files and the directory itself) stay in budget.
+        assert!(cache.get(&b.tree.root()).is_none(), "b, least recently used, was evicted");
+        assert!(cache.get(&a.tree.root()).is_some() && cache.get(&c.tree.root()).is_some());
+        cache.insert(prepared(&store, 200));
+        assert!(cache.get(&c.tree.root()).is_some(), "a tree over the whole budget is not kept");
+    }
+}
