@@ -8,6 +8,7 @@
 //! - [`digest`]: content digests and hashing;
 //! - [`proto`]: the wire types.
 
+pub mod capture;
 pub mod cli;
 pub mod digest;
 pub mod grpc;
