@@ -9,6 +9,7 @@
 //! - [`proto`]: the wire types.
 
 pub mod action_cache;
+pub mod capture;
 pub mod cli;
 pub mod digest;
 pub mod grpc;

@@ -12,6 +12,7 @@
 //! temporary directory. Several processes may open the same root at once; each keeps its own usage
 //! figure, exact for what it wrote or removed itself plus what it found on open.
 
+mod adopt;
 mod error;
 mod layout;
 mod presence;

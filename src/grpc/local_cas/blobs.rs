@@ -1,20 +1,103 @@
-//! FetchMissingBlobs and UploadMissingBlobs.
+//! FetchMissingBlobs and UploadMissingBlobs, local-only until rebox talks to a remote CAS: each
+//! reports the blobs the local CAS lacks (NOT_FOUND, one entry per blob), since there is nowhere
+//! to fetch them from or upload them to. (buildbox-casd without `--cas-remote` answers
+//! UNIMPLEMENTED for both.) Also the request checks the tree and capture RPCs share.
 
 use tonic::Status;
 
+use crate::digest::Digest;
 use crate::grpc::Shared;
+use crate::proto::build::bazel::remote::execution::v2 as reapi;
 use crate::proto::build::buildgrid::*;
+use crate::proto::google::rpc;
 
 pub async fn fetch_missing(
-    _shared: &Shared,
-    _request: FetchMissingBlobsRequest,
+    shared: &Shared,
+    request: FetchMissingBlobsRequest,
 ) -> Result<FetchMissingBlobsResponse, Status> {
-    Err(Status::unimplemented("FetchMissingBlobs is not implemented yet"))
+    check_instance(shared, &request.instance_name)?;
+    let missing = missing_locally(shared, &request.blob_digests, "to fetch it from").await?;
+    let responses = missing
+        .into_iter()
+        .map(|(digest, status)| fetch_missing_blobs_response::Response {
+            digest: Some(digest),
+            status: Some(status),
+        })
+        .collect();
+    Ok(FetchMissingBlobsResponse { responses })
 }
 
 pub async fn upload_missing(
-    _shared: &Shared,
-    _request: UploadMissingBlobsRequest,
+    shared: &Shared,
+    request: UploadMissingBlobsRequest,
 ) -> Result<UploadMissingBlobsResponse, Status> {
-    Err(Status::unimplemented("UploadMissingBlobs is not implemented yet"))
+    check_instance(shared, &request.instance_name)?;
+    let missing = missing_locally(shared, &request.blob_digests, "to upload it to").await?;
+    let responses = missing
+        .into_iter()
+        .map(|(digest, status)| upload_missing_blobs_response::Response {
+            digest: Some(digest),
+            status: Some(status),
+        })
+        .collect();
+    Ok(UploadMissingBlobsResponse { responses })
+}
+
+/// The blobs of `digests` the local store lacks, each with its NOT_FOUND status. Present ones
+/// count as used (LRU), as a FindMissingBlobs would.
+async fn missing_locally(
+    shared: &Shared,
+    digests: &[reapi::Digest],
+    purpose: &'static str,
+) -> Result<Vec<(reapi::Digest, rpc::Status)>, Status> {
+    let parsed = digests
+        .iter()
+        .enumerate()
+        .map(|(i, d)| parse_digest(shared, Some(d), &format!("blob_digests[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let store = shared.store.clone();
+    let missing = tokio::task::spawn_blocking(move || store.find_missing(&parsed))
+        .await
+        .map_err(|e| Status::internal(format!("blob lookup failed: {e}")))?;
+    Ok(missing
+        .into_iter()
+        .map(|digest| {
+            let message =
+                format!("blob {digest} is not in the local CAS, and no remote CAS is configured {purpose}");
+            (crate::tree::to_proto(&digest), status(tonic::Code::NotFound, message))
+        })
+        .collect())
+}
+
+/// Refuses a request for an instance this daemon does not serve (as buildbox-casd does).
+pub(super) fn check_instance(shared: &Shared, instance_name: &str) -> Result<(), Status> {
+    if instance_name.is_empty() || instance_name == shared.instance_name {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!("Invalid instance name {instance_name:?}")))
+    }
+}
+
+/// A digest from a request, checked against the store's digest function; `field` names it in
+/// the INVALID_ARGUMENT status when it is missing or malformed.
+pub(super) fn parse_digest(
+    shared: &Shared,
+    digest: Option<&reapi::Digest>,
+    field: &str,
+) -> Result<Digest, Status> {
+    let digest = digest.ok_or_else(|| Status::invalid_argument(format!("{field} is missing")))?;
+    let parsed = Digest::from_hex(&digest.hash, digest.size_bytes).map_err(|e| {
+        Status::invalid_argument(format!("{field} {:?}/{}: {e}", digest.hash, digest.size_bytes))
+    })?;
+    shared
+        .store
+        .digest_function()
+        .check(&parsed)
+        .map_err(|e| Status::invalid_argument(format!("{field} {parsed}: {e}")))?;
+    Ok(parsed)
+}
+
+/// A `google.rpc.Status` for a per-item result.
+pub(super) fn status(code: tonic::Code, message: impl Into<String>) -> rpc::Status {
+    rpc::Status { code: code as i32, message: message.into(), details: Vec::new() }
 }
