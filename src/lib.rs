@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod digest;
+pub mod expiry;
 pub mod grpc;
 pub mod proto;
 pub mod store;
