@@ -104,8 +104,12 @@ fn pass(policy: &Policy, store: &Store, pending: u64) -> bool {
     let goal = limits.low.min(limits.high.saturating_sub(pending));
     let (started, usage_before) = (Instant::now(), store.usage());
     let (mut removed, mut exhausted) = (0usize, false);
-    while store.usage() > goal {
-        let batch = lock(&policy.index).pop_oldest(BATCH);
+    loop {
+        let excess = store.usage().saturating_sub(goal);
+        if excess == 0 {
+            break;
+        }
+        let batch = lock(&policy.index).pop_oldest(BATCH, excess);
         if batch.is_empty() {
             exhausted = true;
             break;

@@ -199,11 +199,13 @@ impl LruIndex {
         self.removed_while_loading = None;
     }
 
-    /// Takes up to `max` of the least recently used objects that may be expired out of the index,
-    /// oldest first. Fewer (or none) means nothing else may be expired.
-    pub fn pop_oldest(&mut self, max: usize) -> Vec<Digest> {
+    /// Takes the least recently used objects that may be expired out of the index, oldest first:
+    /// at most `max` of them, and no more once they add up to `bytes`. None means nothing else may
+    /// be expired.
+    pub fn pop_oldest(&mut self, max: usize, bytes: u64) -> Vec<Digest> {
         let mut oldest = Vec::with_capacity(max.min(self.entries.len()));
-        while oldest.len() < max {
+        let mut total = 0u64;
+        while oldest.len() < max && total < bytes {
             let Some(key) = self.queue.pop_front() else { break };
             let seq = self.head_seq;
             self.head_seq += 1;
@@ -213,6 +215,7 @@ impl LruIndex {
                     self.entries.remove(&key);
                     let tail = self.tails.remove(&key);
                     oldest.push(self.digest_of(&key, tail.as_deref(), size));
+                    total = total.saturating_add(size);
                 }
                 // Stale (used again since, removed) or protected.
                 _ => {}
@@ -276,7 +279,7 @@ mod tests {
     }
 
     fn pop_all(index: &mut LruIndex) -> Vec<Digest> {
-        index.pop_oldest(usize::MAX)
+        index.pop_oldest(usize::MAX, u64::MAX)
     }
 
     #[test]
@@ -288,6 +291,20 @@ mod tests {
         index.touch(&[blob(0)]);
         assert_eq!(pop_all(&mut index), vec![blob(1), blob(2), blob(3), blob(0)]);
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn popping_stops_at_a_count_or_a_byte_total() {
+        let mut index = LruIndex::new(DigestFunction::Sha256, false);
+        let sized = |n: u32| Digest::from_raw(blob(n).hash_bytes(), 10);
+        for n in 0..10 {
+            index.add(&sized(n));
+        }
+        assert_eq!(index.pop_oldest(2, u64::MAX), vec![sized(0), sized(1)]);
+        assert_eq!(index.pop_oldest(100, 25), vec![sized(2), sized(3), sized(4)]);
+        assert_eq!(index.pop_oldest(100, 1), vec![sized(5)]);
+        assert!(index.pop_oldest(100, 0).is_empty());
+        assert_eq!(index.len(), 4);
     }
 
     #[test]
@@ -308,7 +325,7 @@ mod tests {
         index.load_newest_first([blob(2), blob(1), blob(0)]);
         index.add(&blob(3));
         index.touch(&[blob(1), blob(99)]);
-        assert_eq!(index.pop_oldest(1), vec![blob(0)]);
+        assert_eq!(index.pop_oldest(1, u64::MAX), vec![blob(0)]);
         assert_eq!(pop_all(&mut index), vec![blob(2)]);
         assert!(pop_all(&mut index).is_empty());
         assert_eq!(index.len(), 2, "blobs 1 and 3 stay known");

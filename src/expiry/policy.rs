@@ -110,6 +110,19 @@ impl Policy {
         self.progress.notify_all();
     }
 
+    /// Why a blob larger than the effective quota `high` can never fit.
+    fn too_large_reason(&self, high: u64) -> String {
+        if high < self.config.high.0 {
+            format!(
+                "the blob alone is larger than that (--quota-high {} is lowered to keep --reserved {} of \
+                 disk free)",
+                self.config.high, self.config.reserved
+            )
+        } else {
+            "the blob alone is larger than that".to_owned()
+        }
+    }
+
     /// Why nothing more can be expired.
     fn exhausted_reason(&self) -> String {
         if self.config.protect_session_blobs {
@@ -139,7 +152,7 @@ impl StoreHooks for Policy {
             }
             let refuse = |reason: String| Err(QuotaExceeded { size, usage, quota: high, reason });
             if size > high {
-                return refuse("the blob alone is larger than that".to_owned());
+                return refuse(self.too_large_reason(high));
             }
             if self.config.fail_fast {
                 return refuse("--fail-fast-during-cleanup refuses writes that would wait for cleanup".to_owned());

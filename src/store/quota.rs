@@ -45,6 +45,12 @@ pub struct QuotaExceeded {
     pub reason: String,
 }
 
+impl From<QuotaExceeded> for tonic::Status {
+    fn from(error: QuotaExceeded) -> Self {
+        tonic::Status::resource_exhausted(error.to_string())
+    }
+}
+
 /// A handle on a store that does not keep it alive (hooks are owned by the store, so a strong
 /// handle would be a cycle).
 #[derive(Debug, Clone)]
