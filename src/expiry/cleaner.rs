@@ -25,7 +25,9 @@ enum Work {
     Stop,
     Idle,
     /// A pass that also makes room for a write of this many bytes.
-    Pass { pending: u64 },
+    Pass {
+        pending: u64,
+    },
 }
 
 /// The thread's body.
@@ -130,7 +132,9 @@ fn pass(policy: &Policy, store: &Store, pending: u64) -> bool {
     let took = started.elapsed().as_millis();
     let (low, high) = (limits.low, limits.high);
     if removed > 0 {
-        info!("expiry: removed {removed} objects ({freed} bytes) in {took} ms; usage {usage} (low {low}, high {high})");
+        info!(
+            "expiry: removed {removed} objects ({freed} bytes) in {took} ms; usage {usage} (low {low}, high {high})"
+        );
     }
     if exhausted {
         debug!("expiry: nothing more may be expired; usage {usage} (low {low}, high {high})");

@@ -123,8 +123,7 @@ mod tests {
         // "--quota-low=50%": threshold 82.5%; "--quota-low=100M" of 1G: 10%, threshold 68.5%.
         let config = QuotaConfig { low: "50%".parse().unwrap(), ..QuotaConfig::new(ByteSize(1000)) };
         assert_eq!(config.limits(0, PLENTY).threshold, 825);
-        let config =
-            QuotaConfig { low: "100M".parse().unwrap(), ..QuotaConfig::new("1G".parse().unwrap()) };
+        let config = QuotaConfig { low: "100M".parse().unwrap(), ..QuotaConfig::new("1G".parse().unwrap()) };
         assert_eq!(config.limits(0, PLENTY).threshold, 685_000_000);
         assert_eq!(config.limits(0, PLENTY).low, 100_000_000);
     }

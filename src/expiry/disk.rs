@@ -6,6 +6,7 @@ use std::path::Path;
 use nix::sys::statvfs::statvfs;
 
 /// Bytes an unprivileged process may still write on the filesystem holding `path`.
+#[allow(clippy::useless_conversion, reason = "the field types are narrower than u64 on 32-bit targets")]
 pub fn available_bytes(path: &Path) -> io::Result<u64> {
     let stat = statvfs(path).map_err(io::Error::from)?;
     Ok(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))

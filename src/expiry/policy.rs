@@ -155,7 +155,9 @@ impl StoreHooks for Policy {
                 return refuse(self.too_large_reason(high));
             }
             if self.config.fail_fast {
-                return refuse("--fail-fast-during-cleanup refuses writes that would wait for cleanup".to_owned());
+                return refuse(
+                    "--fail-fast-during-cleanup refuses writes that would wait for cleanup".to_owned(),
+                );
             }
             if control.stop {
                 return refuse("the daemon is shutting down".to_owned());
@@ -177,7 +179,8 @@ impl StoreHooks for Policy {
             if now >= deadline {
                 return refuse(format!("cleanup did not make room within {} s", ADMIT_WAIT.as_secs()));
             }
-            control = self.progress.wait_timeout(control, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+            control =
+                self.progress.wait_timeout(control, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 

@@ -87,7 +87,11 @@ impl FromStr for LowMark {
     type Err = ExpiryError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.ends_with('%') { text.parse().map(LowMark::Percent) } else { text.parse().map(LowMark::Bytes) }
+        if text.ends_with('%') {
+            text.parse().map(LowMark::Percent)
+        } else {
+            text.parse().map(LowMark::Bytes)
+        }
     }
 }
 
