@@ -67,12 +67,14 @@ pub async fn instance_name_for_namespace(
     )))
 }
 
-/// Bytes stored, and the quota (0: none), as BuildStream polls them for its status line.
+/// Bytes stored, and the quota (0: none), as BuildStream polls them for its status line. The
+/// quota is the effective one, lowered by `--reserved`; it is reported as at least 1 byte, since
+/// 0 would read as "no quota".
 pub async fn local_disk_usage(
     shared: &Shared,
     _request: GetLocalDiskUsageRequest,
 ) -> Result<GetLocalDiskUsageResponse, Status> {
-    let quota = shared.expiry.as_ref().map_or(0, |expiry| expiry.limits().high);
+    let quota = shared.expiry.as_ref().map_or(0, |expiry| expiry.limits().high.max(1));
     Ok(GetLocalDiskUsageResponse {
         size_bytes: i64::try_from(shared.store.usage()).unwrap_or(i64::MAX),
         quota_bytes: i64::try_from(quota).unwrap_or(i64::MAX),
