@@ -2,7 +2,9 @@
 //!
 //! Layers, each depending only on those below it:
 //! - [`cli`]: the `rebox` command line (also invoked as `buildbox-run` / `buildbox-casd`);
+//! - [`casd`]: the local CAS daemon (`rebox casd`, alias `buildbox-casd`);
 //! - [`grpc`]: the daemon's gRPC services (REAPI CAS, ByteStream, LocalCAS, ...);
+//! - [`expiry`]: keeping the store under its quota (LRU, in the background);
 //! - [`tree`]: Directory protos built from and checked against the store;
 //! - [`store`]: the content-addressable store on disk;
 //! - [`digest`]: content digests and hashing;
@@ -10,8 +12,10 @@
 
 pub mod action_cache;
 pub mod capture;
+pub mod casd;
 pub mod cli;
 pub mod digest;
+pub mod expiry;
 pub mod grpc;
 pub mod proto;
 pub mod staging;

@@ -1,11 +1,13 @@
-//! The `rebox` command line.
+//! The `rebox` command line (also invoked as `buildbox-casd`: see [`multicall`]).
 
 mod cas;
+mod casd;
+mod multicall;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// rebox: a sandboxed build runner for REAPI actions, with its own local CAS.
 #[derive(Debug, Parser)]
@@ -19,18 +21,38 @@ pub struct Cli {
 enum Command {
     /// Work with the local content-addressable store directly
     Cas(cas::CasArgs),
+    /// Serve the local CAS over gRPC: a drop-in for buildbox-casd
+    #[command(disable_version_flag = true)]
+    Casd(Box<crate::casd::CasdArgs>),
 }
 
-/// Runs the command line given by `args` (`args[0]` is the program name).
+/// Runs the command line given by `args` (`args[0]` is the program name, which may select a
+/// personality such as `buildbox-casd`).
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
+    let personality = args.first().and_then(|argv0| multicall::personality(argv0));
+    let (args, program) = match personality {
+        Some(personality) => (multicall::as_rebox(personality, args), personality.name.to_owned()),
+        None => (args, "rebox".to_owned()),
+    };
+    let mut command = Cli::command();
+    if let Some(personality) = personality {
+        command = command.mut_subcommand(personality.subcommand, |sub| sub.override_usage(personality.usage));
+    }
+    let parsed = command.try_get_matches_from(args).and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return match (error.use_stderr(), personality) {
+                (false, _) => ExitCode::SUCCESS,
+                // BuildBox tools exit 1 on a bad command line.
+                (true, Some(_)) => ExitCode::FAILURE,
+                (true, None) => ExitCode::from(2),
+            };
         }
     };
     match cli.command {
         Command::Cas(args) => cas::run(args),
+        Command::Casd(args) => casd::run(*args, &program),
     }
 }

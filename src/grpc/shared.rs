@@ -1,5 +1,6 @@
 //! The state every service of one daemon shares.
 
+use crate::expiry::Expiry;
 use crate::staging::Stages;
 use crate::store::Store;
 
@@ -16,6 +17,8 @@ pub struct Shared {
     /// The live stages (StageTree). The daemon calls `cleanup_all` at shutdown; capture asks it for
     /// the known digests of staged files.
     pub stages: Stages,
+    /// The quota policy keeping the store under `--quota-high`, if one is set.
+    pub expiry: Option<Expiry>,
 }
 
 impl Shared {
@@ -23,6 +26,6 @@ impl Shared {
     /// execution, no stages yet.
     pub fn new(store: Store, instance_name: impl Into<String>) -> Self {
         let stages = Stages::new(store.clone());
-        Self { store, instance_name: instance_name.into(), execution_enabled: false, stages }
+        Self { store, instance_name: instance_name.into(), execution_enabled: false, stages, expiry: None }
     }
 }

@@ -33,6 +33,7 @@ pub fn store_code(error: &StoreError) -> Code {
         }
         // A stored object that no longer matches its digest: the store lost data.
         StoreError::DigestMismatch { .. } | StoreError::SizeMismatch { .. } => Code::DataLoss,
+        StoreError::QuotaExceeded(_) => Code::ResourceExhausted,
         StoreError::Io { source, .. } if is_out_of_space(source) => Code::ResourceExhausted,
         StoreError::Io { .. } | StoreError::Input { .. } => Code::Internal,
     }

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::QuotaExceeded;
 use crate::digest::{Digest, DigestError};
 
 /// An error from the content-addressable store. Each variant names the digest or path concerned.
@@ -55,6 +56,9 @@ pub enum StoreError {
     /// A digest is malformed or does not fit the store's digest function.
     #[error("bad digest: {0}")]
     BadDigest(#[from] DigestError),
+    /// The quota is reached and nothing more can be expired (gRPC: RESOURCE_EXHAUSTED).
+    #[error(transparent)]
+    QuotaExceeded(#[from] QuotaExceeded),
 }
 
 /// A mismatch message about a stored object (by its path) or about offered, refused content.

@@ -17,6 +17,7 @@ mod error;
 mod layout;
 mod presence;
 mod put;
+mod quota;
 mod read;
 mod scan;
 mod tmp;
@@ -25,6 +26,7 @@ mod writer;
 
 pub use error::{Result, StoreError};
 pub use layout::Layout;
+pub use quota::{QuotaExceeded, StoreHooks, WeakStore};
 pub use scan::ObjectInfo;
 pub use writer::{BlobWriter, OBJECT_MODE};
 
@@ -32,8 +34,8 @@ use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -60,6 +62,8 @@ struct Inner {
     tmp: TmpDir,
     /// `cas/objects`, open (`O_PATH`) for lookups relative to it.
     objects_dir: OwnedFd,
+    /// A quota policy watching this store, if any ([`quota`]).
+    hooks: OnceLock<Arc<dyn StoreHooks>>,
 }
 
 impl Store {
@@ -76,7 +80,8 @@ impl Store {
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let objects_dir = nix::fcntl::open(layout.objects(), flags, Mode::empty())
             .map_err(|errno| StoreError::io("open directory", layout.objects(), errno.into()))?;
-        Ok(Store { inner: Arc::new(Inner { layout, function, empty, usage, tmp, objects_dir }) })
+        let hooks = OnceLock::new();
+        Ok(Store { inner: Arc::new(Inner { layout, function, empty, usage, tmp, objects_dir, hooks }) })
     }
 
     /// The store's root directory.
@@ -117,6 +122,7 @@ impl Store {
             Ok(()) => {
                 // Only the remover whose unlink succeeded subtracts: concurrent removes count once.
                 self.inner.sub_usage(metadata.len());
+                self.inner.notify_removed(digest);
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),

@@ -36,16 +36,22 @@ impl Store {
     pub fn find_missing(&self, digests: &[Digest]) -> Vec<Digest> {
         let now = now_seconds();
         let missing = |digest: &&Digest| !self.present_and_touched(digest, now);
-        if digests.len() < PARALLEL_MIN {
+        let missing = if digests.len() < PARALLEL_MIN {
             digests.iter().filter(missing).copied().collect()
         } else {
             digests.par_iter().with_min_len(PARALLEL_MIN / 2).filter(missing).copied().collect()
-        }
+        };
+        self.inner.notify_used(digests);
+        missing
     }
 
     /// Whether the blob is stored; if so, marks it used.
     pub(crate) fn touch_if_present(&self, digest: &Digest) -> bool {
-        self.present_and_touched(digest, now_seconds())
+        let present = self.present_and_touched(digest, now_seconds());
+        if present {
+            self.inner.notify_used(std::slice::from_ref(digest));
+        }
+        present
     }
 
     /// Whether the blob is stored; if so, and its mtime is older than [`TOUCH_GRANULARITY`]

@@ -86,6 +86,7 @@ impl Store {
                 Err(e) if !is_denied(&e) => return Err(StoreError::io("touch", path, e)),
                 _ => {}
             }
+            self.inner.notify_used(std::slice::from_ref(digest));
         }
         Ok(file)
     }

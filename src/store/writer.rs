@@ -43,6 +43,8 @@ impl Store {
     pub fn writer(&self, expected: Option<Digest>) -> Result<BlobWriter> {
         if let Some(expected) = &expected {
             self.inner.function.check(expected)?;
+            // Refuse early what cannot fit, rather than after receiving it all.
+            self.inner.admit(expected.size(), || self.contains(expected))?;
         }
         let (temp, file) = self.inner.tmp.create_file()?;
         Ok(BlobWriter {
@@ -124,10 +126,12 @@ impl Write for BlobWriter {
 /// a good object, and counts it in the usage if this call created it.
 fn publish(store: &Inner, temp: &Path, digest: &Digest) -> Result<()> {
     let object = store.layout.object_path(digest);
+    store.admit(digest.size(), || fs::symlink_metadata(&object).is_ok_and(|m| m.len() == digest.size()))?;
     for _ in 0..PUBLISH_ATTEMPTS {
         match fs::hard_link(temp, &object) {
             Ok(()) => {
                 store.add_usage(digest.size());
+                store.notify_added(digest);
                 return Ok(());
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -139,6 +143,7 @@ fn publish(store: &Inner, temp: &Path, digest: &Digest) -> Result<()> {
                 if existing.as_ref().is_ok_and(|m| m.is_file() && m.len() == digest.size()) {
                     // Already stored (by an earlier or a concurrent writer): this use counts as an
                     // access for the LRU clock.
+                    store.notify_used(std::slice::from_ref(digest));
                     return match touch_path(&object) {
                         Err(e) if !is_denied(&e) => Err(StoreError::io("touch", object, e)),
                         _ => Ok(()),

@@ -41,7 +41,7 @@ impl Daemon {
     pub async fn start_with_instance(instance_name: &str) -> Daemon {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = Store::open(&dir.path().join("cache"), DigestFunction::Sha256).expect("open store");
-        let shared = Arc::new(Shared { store: store.clone(), instance_name: instance_name.to_owned() });
+        let shared = Arc::new(Shared::new(store.clone(), instance_name));
         let socket = dir.path().join("casd.sock");
         let listener = UnixListener::bind(&socket).expect("bind the socket");
         let server = Server::builder().add_routes(routes(shared));
