@@ -323,6 +323,20 @@ impl Stages {
         stages.len()
     }
 
+    /// Unstages everything and removes this daemon's own dir under `cas/staging` (at shutdown):
+    /// afterwards staging has nothing on disk but the reusable pool and farms. Returns how many
+    /// stages were still live.
+    pub fn shutdown(&self) -> usize {
+        let live = self.cleanup_all();
+        if let Some(dirs) = lock(&self.inner.dirs).take() {
+            // Removed while its lock is still held, so no start-up clean-up races for it.
+            if let Err(error) = fs::remove_dir_all(dirs.owner.path()) {
+                tracing::error!(path = %dirs.owner.path().display(), %error, "cannot remove staging dir");
+            }
+        }
+        live
+    }
+
     /// Waits until the dirs of every unstaged stage are deleted (they are deleted in the
     /// background after an unstage returns).
     pub fn flush(&self) {

@@ -5,6 +5,7 @@
 //! With no remote CAS yet, `skip_upload` changes nothing and `bypass_local_cache` is ignored
 //! (there is nowhere to bypass to: blobs are stored locally), as in buildbox-casd without one.
 
+use std::fs::Metadata;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -12,9 +13,11 @@ use tonic::Status;
 
 use super::blobs::{check_instance, status};
 use crate::capture::{self, CaptureError, CaptureOptions, KnownDigests, OutputFormat, Properties, Target};
+use crate::digest::Digest;
 use crate::grpc::Shared;
 use crate::proto::build::buildgrid::*;
 use crate::proto::google::rpc;
+use crate::staging;
 use crate::tree::to_proto;
 
 pub async fn capture_tree(
@@ -25,6 +28,7 @@ pub async fn capture_tree(
     let options = options(&request.node_properties, request.unix_mode_mask, request.move_files);
     let format = OutputFormat::from_proto(request.output_directory_format);
     let store = shared.store.clone();
+    let stages = shared.stages.clone();
     let root = request.root;
     let paths = request.path;
     let responses = blocking(move || {
@@ -33,8 +37,14 @@ pub async fn capture_tree(
             .into_iter()
             .map(|path| {
                 let captured = Target::resolve(Some(&root), &path).and_then(|target| {
-                    let known = known_digests(&target.host_path());
-                    capture::capture_tree(&store, &target, &options, format, known.as_deref())
+                    let known = stages.known_digests(&target.host_path());
+                    capture::capture_tree(
+                        &store,
+                        &target,
+                        &options,
+                        format,
+                        known.as_ref().map(|k| k as &dyn KnownDigests),
+                    )
                 });
                 match captured {
                     Ok(captured) => capture_tree_response::Response {
@@ -65,6 +75,7 @@ pub async fn capture_files(
     check_request(shared, &request.instance_name, request.skip_upload, request.bypass_local_cache)?;
     let options = options(&request.node_properties, request.unix_mode_mask, request.move_files);
     let store = shared.store.clone();
+    let stages = shared.stages.clone();
     let root = request.root;
     let paths = request.path;
     let responses = blocking(move || {
@@ -73,8 +84,13 @@ pub async fn capture_files(
             .into_par_iter()
             .map(|path| {
                 let captured = Target::resolve(Some(&root), &path).and_then(|target| {
-                    let known = known_digests(&target.host_path());
-                    capture::capture_file(&store, &target, &options, known.as_deref())
+                    let known = stages.known_digests(&target.host_path());
+                    capture::capture_file(
+                        &store,
+                        &target,
+                        &options,
+                        known.as_ref().map(|k| k as &dyn KnownDigests),
+                    )
                 });
                 match captured {
                     Ok(file) => capture_files_response::Response {
@@ -119,13 +135,12 @@ fn options(names: &[String], unix_mode_mask: Option<u32>, move_files: bool) -> C
     }
 }
 
-/// The known digests of files under `path`, from the live stage holding it.
-///
-/// Integration point with staging (`crate::staging`, on its own branch until merged): there,
-/// `shared.stages.known_digests(path)` gives the lookup of the overlay stage containing `path`,
-/// to be boxed here once it implements [`KnownDigests`]. Until then every file is hashed.
-fn known_digests(_path: &Path) -> Option<Box<dyn KnownDigests>> {
-    None
+/// Files of a live overlay stage that are unchanged since staging keep the digest they were
+/// staged with: capture asks the stage before hashing.
+impl KnownDigests for staging::KnownDigests {
+    fn lookup(&self, path: &Path, metadata: &Metadata) -> Option<Digest> {
+        self.get(path, metadata)
+    }
 }
 
 fn failed(rpc: &str, path: &str, error: CaptureError) -> rpc::Status {
