@@ -42,6 +42,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), CasdError> {
     std::fs::create_dir_all(&config.cache_dir)
         .map_err(|source| CasdError::CacheDir { path: config.cache_dir.clone(), source })?;
     let store = Store::open(&config.cache_dir, config.digest_function)?;
+    info!("cache directory {}: {} bytes in objects", config.cache_dir.display(), store.usage());
     let expiry = config.quota.clone().map(|quota| Expiry::start(&store, quota)).transpose()?;
     if let Some(expiry) = &expiry {
         let limits = expiry.limits();

@@ -5,15 +5,13 @@
 //! temporary files by [`crate::store::Store::open`]. Stages belong to the staging engine; the
 //! two hooks below are where the daemon hands over to it.
 
-use tracing::info;
-
 use crate::grpc::Shared;
 
 /// Removes what a crashed run left behind, before serving.
 pub fn clean_leftovers(shared: &Shared) {
     // STAGING HOOK: once `Shared` carries the stages, call their `cleanup_stale()` here (stale
     // stage dirs and mounts under CACHE_DIR/cas/staging).
-    info!("cache directory {}", shared.store.root().display());
+    let _ = shared;
 }
 
 /// Undoes every stage still in place, after serving stopped.
