@@ -28,9 +28,21 @@ const BLOCKING_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until a stop signal; `Ok` once it has stopped cleanly.
 pub fn run(config: &DaemonConfig) -> Result<(), CasdError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rebox-casd")
+        .build()
+        .map_err(CasdError::Setup)?;
+    // First of all: a signal during start-up (opening a large store takes a while) then stops
+    // the daemon cleanly as soon as it serves, instead of killing it.
+    let signals = {
+        let _runtime = runtime.enter();
+        StopSignals::install().map_err(CasdError::Setup)?
+    };
     std::fs::create_dir_all(&config.cache_dir)
         .map_err(|source| CasdError::CacheDir { path: config.cache_dir.clone(), source })?;
     let store = Store::open(&config.cache_dir, config.digest_function)?;
+    info!("cache directory {}: {} bytes in objects", config.cache_dir.display(), store.usage());
     let expiry = config.quota.clone().map(|quota| Expiry::start(&store, quota)).transpose()?;
     if let Some(expiry) = &expiry {
         let limits = expiry.limits();
@@ -39,12 +51,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), CasdError> {
     let shared = Arc::new(Shared { expiry, ..Shared::new(store, config.instance_name.clone()) });
     lifecycle::clean_leftovers(&shared);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("rebox-casd")
-        .build()
-        .map_err(CasdError::Setup)?;
-    let served = runtime.block_on(serve(config, Arc::clone(&shared)));
+    let served = runtime.block_on(serve(config, Arc::clone(&shared), signals));
     // Drops every task still running: calls past the deadline are cancelled here.
     runtime.shutdown_timeout(BLOCKING_GRACE);
     lifecycle::clean_stages(&shared);
@@ -56,9 +63,11 @@ pub fn run(config: &DaemonConfig) -> Result<(), CasdError> {
 }
 
 /// Listens on every address and serves until a stop signal or a server failure.
-async fn serve(config: &DaemonConfig, shared: Arc<Shared>) -> Result<(), CasdError> {
-    // Before any socket appears: a signal from now on stops the daemon cleanly.
-    let mut signals = StopSignals::install().map_err(CasdError::Setup)?;
+async fn serve(
+    config: &DaemonConfig,
+    shared: Arc<Shared>,
+    mut signals: StopSignals,
+) -> Result<(), CasdError> {
     let mut listeners = Vec::with_capacity(config.binds.len());
     for address in &config.binds {
         listeners.push((address.to_string(), bind::bind(address, config.socket).await?));

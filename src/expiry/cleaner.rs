@@ -56,6 +56,7 @@ fn load_index(policy: &Policy, store: &Store) {
     lock(&policy.index).begin_load();
     match store.objects() {
         Ok(mut objects) => {
+            lock(&policy.index).reserve(objects.len());
             objects.par_sort_unstable_by_key(|object| object.mtime);
             for chunk in objects.rchunks(LOAD_CHUNK) {
                 lock(&policy.index).load_newest_first(chunk.iter().rev().map(|object| object.digest));

@@ -12,30 +12,13 @@ use crate::store::StoreError;
 
 impl From<StoreError> for Status {
     fn from(error: StoreError) -> Self {
-        Status::new(store_code(&error), error.to_string())
+        Status::new(error.code(), error.to_string())
     }
 }
 
 impl From<DigestError> for Status {
     fn from(error: DigestError) -> Self {
         Status::invalid_argument(error.to_string())
-    }
-}
-
-/// The gRPC code for a store error.
-pub fn store_code(error: &StoreError) -> Code {
-    match error {
-        StoreError::NotFound { .. } => Code::NotFound,
-        StoreError::BadDigest(_) => Code::InvalidArgument,
-        // Offered content that does not match its digest was refused: the caller's fault.
-        StoreError::DigestMismatch { path: None, .. } | StoreError::SizeMismatch { path: None, .. } => {
-            Code::InvalidArgument
-        }
-        // A stored object that no longer matches its digest: the store lost data.
-        StoreError::DigestMismatch { .. } | StoreError::SizeMismatch { .. } => Code::DataLoss,
-        StoreError::QuotaExceeded(_) => Code::ResourceExhausted,
-        StoreError::Io { source, .. } if is_out_of_space(source) => Code::ResourceExhausted,
-        StoreError::Io { .. } | StoreError::Input { .. } => Code::Internal,
     }
 }
 
@@ -51,11 +34,7 @@ pub fn rpc_ok() -> rpc::Status {
 
 /// The `google.rpc.Status` for a store error.
 pub fn rpc_store_status(error: &StoreError) -> rpc::Status {
-    rpc_status(store_code(error), error.to_string())
-}
-
-fn is_out_of_space(error: &std::io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+    rpc_status(error.code(), error.to_string())
 }
 
 #[cfg(test)]

@@ -63,17 +63,13 @@ impl StagingError {
             | StagingError::BadRequest(_)
             | StagingError::BadTarget { .. } => tonic::Code::InvalidArgument,
             StagingError::UnknownStage(_) => tonic::Code::NotFound,
-            StagingError::Io { source, .. } if is_out_of_space(source) => tonic::Code::ResourceExhausted,
-            StagingError::Store(StoreError::Io { source, .. }) if is_out_of_space(source) => {
+            StagingError::Io { source, .. } if crate::store::is_out_of_space(source) => {
                 tonic::Code::ResourceExhausted
             }
-            StagingError::Io { .. } | StagingError::Store(_) => tonic::Code::Internal,
+            StagingError::Store(e) => e.code(),
+            StagingError::Io { .. } => tonic::Code::Internal,
         }
     }
-}
-
-fn is_out_of_space(error: &io::Error) -> bool {
-    matches!(Errno::from_raw(error.raw_os_error().unwrap_or(0)), Errno::ENOSPC | Errno::EDQUOT)
 }
 
 impl From<StagingError> for tonic::Status {

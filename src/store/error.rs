@@ -61,6 +61,33 @@ pub enum StoreError {
     QuotaExceeded(#[from] QuotaExceeded),
 }
 
+impl StoreError {
+    /// The gRPC code REAPI prescribes for this error: bad input is `INVALID_ARGUMENT`, an absent
+    /// blob `NOT_FOUND`, a full disk or quota `RESOURCE_EXHAUSTED`, a stored object that no longer
+    /// matches its digest `DATA_LOSS`.
+    pub fn code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            StoreError::NotFound { .. } => Code::NotFound,
+            StoreError::BadDigest(_) => Code::InvalidArgument,
+            // Offered content that does not match its digest was refused: the caller's fault.
+            StoreError::DigestMismatch { path: None, .. } | StoreError::SizeMismatch { path: None, .. } => {
+                Code::InvalidArgument
+            }
+            // A stored object that no longer matches its digest: the store lost data.
+            StoreError::DigestMismatch { .. } | StoreError::SizeMismatch { .. } => Code::DataLoss,
+            StoreError::QuotaExceeded(_) => Code::ResourceExhausted,
+            StoreError::Io { source, .. } if is_out_of_space(source) => Code::ResourceExhausted,
+            StoreError::Io { .. } | StoreError::Input { .. } => Code::Internal,
+        }
+    }
+}
+
+/// Whether an I/O error means the disk (or the user's disk quota) is full.
+pub fn is_out_of_space(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
 /// A mismatch message about a stored object (by its path) or about offered, refused content.
 fn mismatch(path: Option<&Path>, what: &str) -> String {
     match path {

@@ -24,7 +24,7 @@ mod tmp;
 mod touch;
 mod writer;
 
-pub use error::{Result, StoreError};
+pub use error::{Result, StoreError, is_out_of_space};
 pub use layout::Layout;
 pub use quota::{QuotaExceeded, StoreHooks, WeakStore};
 pub use scan::ObjectInfo;

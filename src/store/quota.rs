@@ -78,10 +78,10 @@ impl Store {
 
 impl Inner {
     /// Admits a new object of `size` bytes; `stored` says whether it is already there (then it
-    /// takes no room and is always admitted).
+    /// takes no room and is always admitted, as is the empty blob).
     pub(super) fn admit(&self, size: u64, stored: impl FnOnce() -> bool) -> Result<()> {
         match self.hooks.get() {
-            Some(hooks) if !hooks.fits(size) && !stored() => Ok(hooks.admit(size)?),
+            Some(hooks) if size > 0 && !hooks.fits(size) && !stored() => Ok(hooks.admit(size)?),
             _ => Ok(()),
         }
     }

@@ -62,7 +62,8 @@ impl TreeError {
     pub fn code(&self) -> tonic::Code {
         match self {
             TreeError::Missing { .. } => tonic::Code::FailedPrecondition,
-            TreeError::Io { .. } | TreeError::Store(_) => tonic::Code::Internal,
+            TreeError::Store(e) => e.code(),
+            TreeError::Io { .. } => tonic::Code::Internal,
             _ => tonic::Code::InvalidArgument,
         }
     }
