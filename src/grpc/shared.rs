@@ -9,7 +9,8 @@ use crate::store::Store;
 pub struct Shared {
     /// The local CAS.
     pub store: Store,
-    /// The instance name this daemon serves (`""` by default); requests may name it or leave it empty.
+    /// The instance name this daemon serves (`""` by default); requests must name exactly it, as
+    /// buildbox-casd requires (see [`super::request::check_instance`]).
     pub instance_name: String,
     /// Whether this daemon runs actions itself (`--buildbox-run`): Capabilities then advertises
     /// execution too.

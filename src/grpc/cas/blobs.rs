@@ -18,36 +18,37 @@ use crate::proto::google::rpc;
 use crate::store::Store;
 
 /// The digests of the request that are not in the CAS, in request order. A malformed digest
-/// fails the call (buildbox-casd reports it missing instead, which hides client bugs).
+/// fails the call (buildbox-casd reports it missing instead, which hides client bugs). Parsing
+/// runs on the blocking thread too, in parallel: 100k digests are tens of milliseconds of CPU.
 pub async fn find_missing(
     shared: &Shared,
     request: reapi::FindMissingBlobsRequest,
 ) -> Result<reapi::FindMissingBlobsResponse, Status> {
     check_instance(shared, &request.instance_name)?;
     let function = check_digest_function(shared, request.digest_function)?;
-    let digests = request
-        .blob_digests
-        .iter()
-        .enumerate()
-        .map(|(index, digest)| {
-            parse_digest(digest, function)
-                .map_err(|e| Status::invalid_argument(format!("blob_digests[{index}]: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let store = shared.store.clone();
-    let (digests, missing) = blocking(move || {
+    let requested = request.blob_digests;
+    let missing_blob_digests = blocking(move || {
+        let digests = requested
+            .par_iter()
+            .enumerate()
+            .map(|(index, digest)| {
+                parse_digest(digest, function)
+                    .map_err(|e| Status::invalid_argument(format!("blob_digests[{index}]: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let missing = store.find_missing(&digests);
-        (digests, missing)
+        // `missing` is an in-order subsequence of `digests`: hand back the request's own messages.
+        let mut next_missing = missing.iter().peekable();
+        Ok::<Vec<_>, Status>(
+            requested
+                .into_iter()
+                .zip(digests)
+                .filter_map(|(proto, digest)| next_missing.next_if_eq(&&digest).map(|_| proto))
+                .collect(),
+        )
     })
-    .await?;
-    // `missing` is an in-order subsequence of `digests`: hand back the request's own messages.
-    let mut next_missing = missing.iter().peekable();
-    let missing_blob_digests = request
-        .blob_digests
-        .into_iter()
-        .zip(digests)
-        .filter_map(|(proto, digest)| next_missing.next_if_eq(&&digest).map(|_| proto))
-        .collect();
+    .await??;
     Ok(reapi::FindMissingBlobsResponse { missing_blob_digests })
 }
 
