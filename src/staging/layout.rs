@@ -28,8 +28,11 @@ pub struct StagingLayout {
 impl StagingLayout {
     /// The layout under `root` (the store root, `CACHE_DIR` for buildbox-casd).
     pub fn new(root: &Path) -> Self {
-        // Stage paths are handed to clients whose cwd is not ours: make them absolute.
-        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
+        // Stage paths are handed to clients whose cwd is not ours, and found again in
+        // /proc/self/mountinfo, which shows them resolved: make them absolute and symlink-free.
+        let root = std::fs::canonicalize(root)
+            .or_else(|_| std::path::absolute(root))
+            .unwrap_or_else(|_| root.to_owned());
         let cas = root.join("cas");
         Self {
             staging: cas.join("staging"),
