@@ -8,7 +8,9 @@
 //!     <n>.scratch/{upper,work}/              0700  the stage's overlay upper and work dirs
 //!     <n>.target                                   a client-chosen stage path, for crash clean-up
 //!     farm-<n>/root/                               a farm being built (renamed into place)
-//!     pool-<n>                                     a pool variant being written (linked into place)
+//!     pool-<n>                                     a pool variant being written, where O_TMPFILE
+//!                                                  is not supported (linked into place)
+//!     trash-<n>/                                   unstaged dirs, deleted in the background
 //! ROOT/cas/staging-pool/<hh>/<rest>.<mode>.<s>.<ns>.<uid>.<gid>   0700  staging variants of blobs
 //! ROOT/cas/staging-farms/<hash>-<size>.<uid>.<gid>/root/          0700  hardlink farms of trees
 //! ```
