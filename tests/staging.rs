@@ -425,3 +425,61 @@ fn a_bubblewrap_sandbox_sees_the_stage_and_its_read_only_parts() {
     stages.unstage(staged.id).unwrap();
     assert!(mounts_under(&staged.dir).is_empty());
 }
+
+#[test]
+fn a_read_only_root_shaped_as_buildstream_makes_it_runs_in_bubblewrap() {
+    let busybox = Path::new("/bin/busybox");
+    if !is_root()
+        || !busybox.exists()
+        || std::process::Command::new("bwrap").arg("--version").output().is_err()
+    {
+        return eprintln!("skipped: needs root, bwrap and a static busybox");
+    }
+    let (_tmp, store) = store();
+    let stages = Cleaning::new(&store);
+    // BuildStream (sandbox/_sandboxreapi.py) marks the root read-only and makes dev, proc, tmp
+    // and the build dir writable again, creating them if need be: the runner's mount points
+    // must exist, as the read-only root can't take new ones.
+    let writable = || reapi::Directory { node_properties: read_only("false"), ..Default::default() };
+    let bin = reapi::Directory {
+        files: vec![executable(&store, "busybox", &fs::read(busybox).unwrap())],
+        ..Default::default()
+    };
+    let buildstream =
+        reapi::Directory { directories: vec![dir(&store, "build", &writable())], ..Default::default() };
+    let root = put_dir(
+        &store,
+        &reapi::Directory {
+            directories: vec![
+                dir(&store, "bin", &bin),
+                dir(&store, "buildstream", &buildstream),
+                dir(&store, "dev", &writable()),
+                dir(&store, "proc", &writable()),
+                dir(&store, "tmp", &writable()),
+            ],
+            node_properties: read_only("true"),
+            ..Default::default()
+        },
+    );
+    let staged = stages.stage(&request(root)).unwrap();
+    let script = "cd /buildstream/build && echo built > out && cat out; echo x > /bin/new || echo refused";
+    let output = std::process::Command::new("bwrap")
+        .args([
+            "--bind",
+            staged.dir.to_str().unwrap(),
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+        ])
+        .args(["/bin/busybox", "sh", "-c", script])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "built\nrefused\n", "{stderr}");
+    assert_eq!(fs::read(staged.dir.join("buildstream/build/out")).unwrap(), b"built\n");
+    stages.unstage(staged.id).unwrap();
+}
