@@ -34,10 +34,12 @@ fn sample_tree(store: &Store) -> Digest {
         &reapi::Directory {
             files: vec![
                 file(store, "dup", b"hello\n"),
+                file(store, "empty", b""),
                 executable(store, "exe", b"#!/bin/sh\necho hi\n"),
                 file(store, "plain", b"hello\n"),
                 file_with(store, "props", b"props\n", Some((1_500_000_000, 5)), Some(0o600)),
                 file_with(store, "setuid", b"suid\n", None, Some(0o4755)),
+                file(store, "spaced \u{e9}t\u{e9} -name", b"odd\n"),
             ],
             directories: vec![dir(store, "sub", &sub)],
             symlinks: vec![symlink("abs", "/etc/passwd"), symlink("link", "plain")],
@@ -49,7 +51,7 @@ fn sample_tree(store: &Store) -> Digest {
 /// Every file blob of the sample tree.
 fn sample_blobs(store: &Store) -> Vec<Digest> {
     let f = store.digest_function();
-    ["hello\n", "#!/bin/sh\necho hi\n", "props\n", "suid\n", "#!/bin/sh\necho tool\n", "deep\n"]
+    ["hello\n", "#!/bin/sh\necho hi\n", "props\n", "suid\n", "#!/bin/sh\necho tool\n", "deep\n", "", "odd\n"]
         .iter()
         .map(|content| f.hash_bytes(content.as_bytes()))
         .collect()
@@ -81,8 +83,10 @@ fn the_stage_shows_the_tree_with_its_modes_mtimes_owner_and_contents() {
     let (_tmp, store) = store();
     let stages = Cleaning::new(&store);
     let owner = Owner { uid: 1234, gid: 567 };
-    let staged =
-        stages.stage(&StageRequest { credentials: Some(owner), ..request(sample_tree(&store)) }).unwrap();
+    let root = sample_tree(&store);
+    // REAPI servers treat the empty blob as always present, stored or not.
+    assert!(store.remove(&store.digest_function().hash_bytes(b"")).unwrap());
+    let staged = stages.stage(&StageRequest { credentials: Some(owner), ..request(root) }).unwrap();
     assert_eq!(staged.method, Method::Overlay);
     let s = &staged.dir;
     let default = (1321009871, 0);
@@ -106,7 +110,23 @@ fn the_stage_shows_the_tree_with_its_modes_mtimes_owner_and_contents() {
     let mut names: Vec<String> =
         fs::read_dir(s).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["abs", "dup", "exe", "link", "plain", "props", "setuid", "sub"]);
+    assert_eq!(
+        names,
+        [
+            "abs",
+            "dup",
+            "empty",
+            "exe",
+            "link",
+            "plain",
+            "props",
+            "setuid",
+            "spaced \u{e9}t\u{e9} -name",
+            "sub"
+        ]
+    );
+    assert_eq!(fs::read(s.join("empty")).unwrap(), b"");
+    assert_eq!(fs::read(s.join("spaced \u{e9}t\u{e9} -name")).unwrap(), b"odd\n");
     // Only the stage's user can reach it: its parent is theirs, 0700.
     let parent = fs::metadata(s.parent().unwrap()).unwrap();
     assert_eq!((parent.mode() & 0o777, parent.uid()), (0o700, owner.uid));
@@ -404,4 +424,62 @@ fn a_bubblewrap_sandbox_sees_the_stage_and_its_read_only_parts() {
     assert_eq!(fs::read(staged.dir.join("top")).unwrap(), b"y\n", "the root itself is writable");
     stages.unstage(staged.id).unwrap();
     assert!(mounts_under(&staged.dir).is_empty());
+}
+
+#[test]
+fn a_read_only_root_shaped_as_buildstream_makes_it_runs_in_bubblewrap() {
+    let busybox = Path::new("/bin/busybox");
+    if !is_root()
+        || !busybox.exists()
+        || std::process::Command::new("bwrap").arg("--version").output().is_err()
+    {
+        return eprintln!("skipped: needs root, bwrap and a static busybox");
+    }
+    let (_tmp, store) = store();
+    let stages = Cleaning::new(&store);
+    // BuildStream (sandbox/_sandboxreapi.py) marks the root read-only and makes dev, proc, tmp
+    // and the build dir writable again, creating them if need be: the runner's mount points
+    // must exist, as the read-only root can't take new ones.
+    let writable = || reapi::Directory { node_properties: read_only("false"), ..Default::default() };
+    let bin = reapi::Directory {
+        files: vec![executable(&store, "busybox", &fs::read(busybox).unwrap())],
+        ..Default::default()
+    };
+    let buildstream =
+        reapi::Directory { directories: vec![dir(&store, "build", &writable())], ..Default::default() };
+    let root = put_dir(
+        &store,
+        &reapi::Directory {
+            directories: vec![
+                dir(&store, "bin", &bin),
+                dir(&store, "buildstream", &buildstream),
+                dir(&store, "dev", &writable()),
+                dir(&store, "proc", &writable()),
+                dir(&store, "tmp", &writable()),
+            ],
+            node_properties: read_only("true"),
+            ..Default::default()
+        },
+    );
+    let staged = stages.stage(&request(root)).unwrap();
+    let script = "cd /buildstream/build && echo built > out && cat out; echo x > /bin/new || echo refused";
+    let output = std::process::Command::new("bwrap")
+        .args([
+            "--bind",
+            staged.dir.to_str().unwrap(),
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+        ])
+        .args(["/bin/busybox", "sh", "-c", script])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "built\nrefused\n", "{stderr}");
+    assert_eq!(fs::read(staged.dir.join("buildstream/build/out")).unwrap(), b"built\n");
+    stages.unstage(staged.id).unwrap();
 }

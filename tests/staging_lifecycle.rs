@@ -4,6 +4,7 @@
 mod staging_support;
 
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
@@ -257,4 +258,55 @@ fn prune_keeps_farms_another_daemon_has_mounted() {
     assert_eq!(fs::read(live.dir.join("exe")).unwrap(), b"mounted", "the mounted farm is intact");
     let again = pruner.stage(&request(mounted)).unwrap();
     assert_eq!(fs::read(again.dir.join("ro/r")).unwrap(), b"read-only mounted");
+}
+
+/// Env var naming the dir in which the not-root helper makes its store.
+const NOT_ROOT_DIR: &str = "REBOX_STAGING_NOT_ROOT_DIR";
+
+#[test]
+#[ignore = "helper process of a_daemon_that_is_not_root_stages_by_copying"]
+fn not_root_helper() {
+    let dir = PathBuf::from(std::env::var(NOT_ROOT_DIR).expect("run by the not-root test"));
+    assert!(!nix::unistd::geteuid().is_root());
+    let store = Store::open(&dir.join("cache"), DigestFunction::Sha256).unwrap();
+    let stages = Stages::new(store.clone());
+    let root = tree(&store, "copied");
+    // Asking for another owner is ignored (as buildbox-casd ignores it): files stay the daemon's.
+    let credentials = Some(rebox::staging::Owner { uid: 0, gid: 0 });
+    let staged = stages.stage(&StageRequest { credentials, ..request(root) }).unwrap();
+    assert_eq!(staged.method, Method::Copy);
+    assert_eq!(fs::read(staged.dir.join("exe")).unwrap(), b"copied");
+    let metadata = fs::metadata(staged.dir.join("exe")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((metadata.mode() & 0o7777, metadata.uid(), metadata.mtime()), (0o755, 65534, 1321009871));
+    fs::write(staged.dir.join("plain"), b"changed").unwrap();
+    assert!(store.verify(&store.digest_function().hash_bytes(b"plain")).unwrap());
+    // Not root: no bind mounts either, so SubtreeReadOnly is not enforced (and that is logged).
+    fs::write(staged.dir.join("ro/r"), b"changed").unwrap();
+    assert!(
+        !store.root().join("cas/staging-farms").read_dir().unwrap().any(|_| true),
+        "no farm built for nothing"
+    );
+    stages.unstage(staged.id).unwrap();
+    stages.flush();
+    assert!(!staged.dir.exists());
+    println!("NOT-ROOT-OK");
+}
+
+#[test]
+fn a_daemon_that_is_not_root_stages_by_copying() {
+    if !is_root() {
+        return eprintln!("skipped: needs root (to run the helper as another user)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "not_root_helper", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(NOT_ROOT_DIR, dir.path())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("NOT-ROOT-OK"), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
 }

@@ -115,20 +115,25 @@ fn stage_times_of_a_20000_file_tree() {
 
     let (cold, cold_unstage) = timed(&stages, root, Method::Overlay);
     let (farm_cold, _) = timed(&stages, other, Method::Overlay);
-    let warm: Vec<(Duration, Duration)> = (0..5).map(|_| timed(&stages, root, Method::Overlay)).collect();
-    let best_warm = warm.iter().map(|w| w.0).min().unwrap();
-    let best_warm_unstage = warm.iter().map(|w| w.1).min().unwrap();
+    let warm: Vec<(Duration, Duration)> = (0..9).map(|_| timed(&stages, root, Method::Overlay)).collect();
+    let median = |mut samples: Vec<Duration>| {
+        samples.sort();
+        samples[samples.len() / 2]
+    };
+    let median_warm = median(warm.iter().map(|w| w.0).collect());
+    let median_warm_unstage = median(warm.iter().map(|w| w.1).collect());
+    // A new daemon has no tree cached: its first stage of a tree with a farm reads the tree.
+    let fresh = Cleaning::new(&store);
+    let (first_warm, _) = timed(&fresh, root, Method::Overlay);
     let copying = Cleaning(Stages::with_sys(store.clone(), Arc::new(NoOverlay)));
     let (copy, copy_unstage) = timed(&copying, root, Method::Copy);
 
     println!("20,000 files in {DIRS} dirs:");
     println!("  cold (pool + farm built): stage {}, unstage {}", ms(cold), ms(cold_unstage));
     println!("  farm cold, pool warm:     stage {}", ms(farm_cold));
-    println!(
-        "  warm (farm reused):       stage {}, unstage {} (best of 5)",
-        ms(best_warm),
-        ms(best_warm_unstage)
-    );
+    let (warm_stage, warm_unstage) = (ms(median_warm), ms(median_warm_unstage));
+    println!("  warm (farm reused):       stage {warm_stage}, unstage {warm_unstage} (median of 9)");
+    println!("  warm, tree not cached:    stage {}", ms(first_warm));
     println!("  copy (no overlay):        stage {}, unstage {}", ms(copy), ms(copy_unstage));
-    assert!(best_warm < farm_cold && farm_cold < cold, "reuse must pay");
+    assert!(median_warm < farm_cold && farm_cold < cold, "reuse must pay");
 }

@@ -8,7 +8,9 @@
 //!     <n>.scratch/{upper,work}/              0700  the stage's overlay upper and work dirs
 //!     <n>.target                                   a client-chosen stage path, for crash clean-up
 //!     farm-<n>/root/                               a farm being built (renamed into place)
-//!     pool-<n>                                     a pool variant being written (linked into place)
+//!     pool-<n>                                     a pool variant being written, where O_TMPFILE
+//!                                                  is not supported (linked into place)
+//!     trash-<n>/                                   unstaged dirs, deleted in the background
 //! ROOT/cas/staging-pool/<hh>/<rest>.<mode>.<s>.<ns>.<uid>.<gid>   0700  staging variants of blobs
 //! ROOT/cas/staging-farms/<hash>-<size>.<uid>.<gid>/root/          0700  hardlink farms of trees
 //! ```
@@ -28,8 +30,11 @@ pub struct StagingLayout {
 impl StagingLayout {
     /// The layout under `root` (the store root, `CACHE_DIR` for buildbox-casd).
     pub fn new(root: &Path) -> Self {
-        // Stage paths are handed to clients whose cwd is not ours: make them absolute.
-        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
+        // Stage paths are handed to clients whose cwd is not ours, and found again in
+        // /proc/self/mountinfo, which shows them resolved: make them absolute and symlink-free.
+        let root = std::fs::canonicalize(root)
+            .or_else(|_| std::path::absolute(root))
+            .unwrap_or_else(|_| root.to_owned());
         let cas = root.join("cas");
         Self {
             staging: cas.join("staging"),

@@ -8,13 +8,13 @@
 //! straight into the stage (as buildbox-casd does) lets any action that can chmod its inputs
 //! corrupt the cache. Copying every file is safe but slow. rebox stages in three layers:
 //!
-//! 1. **Pool** ([`pool`]): one private copy of a blob per (digest, mode, mtime, uid, gid)
+//! 1. **Pool** (`pool.rs`): one private copy of a blob per (digest, mode, mtime, uid, gid)
 //!    actually staged, under `cas/staging-pool`, made once and hardlinked from then on.
-//! 2. **Farm** ([`farm`]): per (root digest, owner), the tree as directories (with the staged
+//! 2. **Farm** (`farm.rs`): per (root digest, owner), the tree as directories (with the staged
 //!    modes and mtimes) and hardlinks to pool variants, built once in a private dir and renamed
 //!    into place atomically (so concurrent stages of one tree are safe), then kept and never
 //!    written again.
-//! 3. **Overlay** ([`mounts`]): each stage mounts an overlayfs at the stage path, the farm as its
+//! 3. **Overlay** (`mounts.rs`): each stage mounts an overlayfs at the stage path, the farm as its
 //!    read-only lower layer and a fresh per-stage upper dir (on the store's filesystem) taking
 //!    every change. A write, chmod, truncate, rename or unlink copies up or leaves a whiteout in
 //!    the upper dir; the farm and the pool are never touched. Then `SubtreeReadOnly` subtrees are
@@ -33,7 +33,7 @@
 //!
 //! The tree is read and validated ([`Tree::read`](crate::tree::Tree::read)), its node properties
 //! and expanded size checked, and its blobs found, before anything is written. Everything is
-//! created with `*at` syscalls from directory fds opened `O_NOFOLLOW` ([`build`]), so nothing
+//! created with `*at` syscalls from directory fds opened `O_NOFOLLOW` (`build.rs`), so nothing
 //! is resolved through a symlink. Stage dirs sit in 0700 parents owned by the stage's user, the
 //! scratch, pool and farms in 0700 dirs, so no other host user reaches them; the overlay is
 //! mounted nosuid,nodev, and setuid/setgid bits are never staged.
@@ -52,6 +52,18 @@
 //! [`Stages::known_digests`] gives capture, for a live overlay stage, the digest of any file still
 //! exactly as staged (no upper-dir entry at its path, same inode as the farm's) without hashing:
 //! see [`KnownDigests`].
+//!
+//! # Compared with buildbox-casd 1.4.25
+//!
+//! Observed with a Python client: its hardlink stager links CAS objects themselves (files show
+//! 0444/0555 and the object's LRU mtime; an in-place write as root changes the CAS), ignores
+//! `access_credentials` and `SubtreeReadOnly`, answers a relative stage path relative to its own
+//! cwd, and refuses FUSE (INVALID_ARGUMENT) when buildbox-fuse is not found. rebox stages what the
+//! contract says the sandbox sees (mtime 1321009871, 0755/0644, node properties), honours
+//! credentials when root, enforces `SubtreeReadOnly`, and answers generated paths absolute. As
+//! buildbox-casd: a client path must be missing (made, then removed) or an empty dir (kept);
+//! a non-empty one is INVALID_ARGUMENT; `pre_unstage_commands` and `remote_apis_socket_path` are
+//! ignored.
 //!
 //! All privileged or hard-to-fake syscalls (mount, unmount, link, copy) go through [`Sys`], so
 //! tests can record and refuse them.

@@ -4,9 +4,10 @@
 //! CAS objects can't be the staged inodes: they are 0444, owned by the daemon, and their mtime
 //! is the LRU clock, while a staged file must show the tree's mode, mtime and owner. So a blob
 //! is copied once per (digest, mode, mtime, owner) actually staged, and hardlinked from then on.
-//! A variant is written under a private temporary name, given its attributes, then linked into
-//! place (no-clobber): a variant visible in the pool is always complete, and two daemons making
-//! the same one at once both succeed. Nothing ever writes to a variant once published.
+//! A variant is written as an unnamed file (O_TMPFILE; a private temporary name where the
+//! filesystem can't), given its attributes, then linked into place (no-clobber): a variant
+//! visible in the pool is always complete, and two daemons making the same one at once both
+//! succeed. Nothing ever writes to a variant once published.
 
 use std::fs::File;
 use std::io::{self, Seek};

@@ -431,6 +431,9 @@ impl Stages {
     }
 
     fn overlay_unavailable(&self) -> Option<String> {
+        if !self.inner.sys.may_mount() {
+            self.note_no_overlay("the daemon is not root, so it cannot mount an overlay".to_owned());
+        }
         lock(&self.inner.no_overlay).clone()
     }
 

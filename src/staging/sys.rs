@@ -15,6 +15,10 @@ use nix::mount::{MntFlags, MsFlags};
 
 /// The syscalls staging needs that a test may want to observe or refuse.
 pub trait Sys: fmt::Debug + Send + Sync {
+    /// Whether mounting is worth trying at all; when it is not, no farm is built for nothing.
+    fn may_mount(&self) -> bool {
+        true
+    }
     /// Mounts an overlay filesystem at `target`; `source` tags it in `/proc/self/mountinfo`.
     fn mount_overlay(&self, source: &str, target: &Path, options: &str) -> Result<(), Errno>;
     /// Bind-mounts `path` onto itself (a mount point of its own, which can then be remounted).
@@ -44,6 +48,12 @@ pub trait Sys: fmt::Debug + Send + Sync {
 pub struct RealSys;
 
 impl Sys for RealSys {
+    fn may_mount(&self) -> bool {
+        // Mounting needs CAP_SYS_ADMIN, which only root has (a daemon in a user namespace it
+        // owns is root there).
+        nix::unistd::geteuid().is_root()
+    }
+
     fn mount_overlay(&self, source: &str, target: &Path, options: &str) -> Result<(), Errno> {
         // No setuid or device file staged or written by the action may take effect on the host.
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
