@@ -105,10 +105,18 @@ impl Farms {
                 digest: *absent,
             });
         }
-        tracing::debug!(key, variants = variants.len(), new = missing.len(), "building a farm");
+        let started = std::time::Instant::now();
         missing
             .par_iter()
             .try_for_each(|(v, name)| pool.create(sys, store, owner_dir, &v.digest, &v.attrs, name))?;
+        let pool_ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(
+            key,
+            variants = variants.len(),
+            new = missing.len(),
+            pool_ms,
+            "pool ready; linking the farm"
+        );
 
         let tmp_name = format!("farm-{}", owner_dir.next_number());
         let tmp = owner_dir.path().join(&tmp_name);
