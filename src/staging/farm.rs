@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, RenameFlags, renameat2};
@@ -27,6 +28,9 @@ use super::sys::Sys;
 use crate::digest::Digest;
 use crate::store::Store;
 use crate::tree::Tree;
+
+/// A farm used less than this long ago is not marked used again.
+const TOUCH_GRANULARITY_SECONDS: i64 = 60;
 
 /// The farm dir's name for a tree staged for `owner`.
 pub fn farm_key(root: &Digest, owner: Owner) -> String {
@@ -65,11 +69,15 @@ impl Farms {
     }
 
     /// The published farm's root dir for `key`, if there is one. Marks it used (the farm dir's
-    /// mtime, which no stage sees, is its LRU clock).
+    /// mtime, which no stage sees, is its LRU clock), at most once a minute: a metadata write on
+    /// every stage would cost more than the rest of a warm stage.
     pub fn lookup(&self, key: &str) -> Option<PathBuf> {
-        fstatat(self.fd.as_fd(), key, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
-        let now = TimeSpec::UTIME_NOW;
-        let _ = utimensat(self.fd.as_fd(), key, &now, &now, UtimensatFlags::NoFollowSymlink);
+        let stat = fstatat(self.fd.as_fd(), key, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        if now.saturating_sub(stat.st_mtime) >= TOUCH_GRANULARITY_SECONDS {
+            let now = TimeSpec::UTIME_NOW;
+            let _ = utimensat(self.fd.as_fd(), key, &now, &now, UtimensatFlags::NoFollowSymlink);
+        }
         Some(self.root_of(key))
     }
 
@@ -97,10 +105,18 @@ impl Farms {
                 digest: *absent,
             });
         }
-        tracing::debug!(key, variants = variants.len(), new = missing.len(), "building a farm");
+        let started = std::time::Instant::now();
         missing
             .par_iter()
             .try_for_each(|(v, name)| pool.create(sys, store, owner_dir, &v.digest, &v.attrs, name))?;
+        let pool_ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(
+            key,
+            variants = variants.len(),
+            new = missing.len(),
+            pool_ms,
+            "pool ready; linking the farm"
+        );
 
         let tmp_name = format!("farm-{}", owner_dir.next_number());
         let tmp = owner_dir.path().join(&tmp_name);
