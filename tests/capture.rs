@@ -323,6 +323,11 @@ async fn capture_files_describes_each_file() {
     assert_eq!(responses[3].path, at("data/"));
 }
 
+/// `len` bytes that differ with `seed`.
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn move_files_moves_single_link_files_into_the_store() {
     let daemon = Daemon::start().await;
@@ -330,10 +335,12 @@ async fn move_files_moves_single_link_files_into_the_store() {
     let input = tempfile::tempdir_in(daemon.cache()).unwrap();
     let dir = input.path().join("out");
     fs::create_dir_all(dir.join("sub")).unwrap();
-    write(&dir.join("moved"), b"moved content", 0o755);
-    write(&dir.join("sub/also-moved"), b"also moved", 0o644);
-    write(&dir.join("linked"), b"two links", 0o644);
+    let (moved, also_moved, linked) = (content(40_000, 1), content(100_000, 2), content(50_000, 3));
+    write(&dir.join("moved"), &moved, 0o755);
+    write(&dir.join("sub/also-moved"), &also_moved, 0o644);
+    write(&dir.join("linked"), &linked, 0o644);
     fs::hard_link(dir.join("linked"), input.path().join("second-link")).unwrap();
+    write(&dir.join("small"), b"small files are copied", 0o644);
     let before = daemon.store.usage();
 
     let request = CaptureTreeRequest {
@@ -345,33 +352,47 @@ async fn move_files_moves_single_link_files_into_the_store() {
     let responses = daemon.client.clone().capture_tree(request).await.unwrap().into_inner().responses;
     assert_eq!(code(&responses[0].status), 0);
     assert!(!dir.join("moved").exists() && !dir.join("sub/also-moved").exists(), "moved away");
-    assert_eq!(fs::read(dir.join("linked")).unwrap(), b"two links", "a file with other links stays");
+    assert_eq!(fs::read(dir.join("linked")).unwrap(), linked, "a file with other links stays");
+    assert_eq!(fs::read(dir.join("small")).unwrap(), b"small files are copied");
     let tree =
         Tree::read(&daemon.store, &digest(responses[0].root_directory_digest.as_ref().unwrap())).unwrap();
-    let moved = tree.root_directory().files.iter().find(|f| f.name == "moved").unwrap();
-    assert!(moved.is_executable);
-    let object = daemon.store.object_path(&digest(moved.digest.as_ref().unwrap()));
-    assert_eq!(fs::read(&object).unwrap(), b"moved content");
+    let node = tree.root_directory().files.iter().find(|f| f.name == "moved").unwrap();
+    assert!(node.is_executable);
+    let object = daemon.store.object_path(&digest(node.digest.as_ref().unwrap()));
+    assert_eq!(fs::read(&object).unwrap(), moved);
     let metadata = fs::metadata(&object).unwrap();
     assert_eq!(metadata.mode() & 0o7777, 0o444, "objects are read-only");
     assert!(metadata.modified().unwrap().elapsed().unwrap() < Duration::from_secs(60), "touched");
-    let added = (b"moved content".len() + b"also moved".len() + b"two links".len()) as u64;
-    assert!(daemon.store.usage() >= before + added);
+    for blob in [&moved, &also_moved, &linked, &b"small files are copied".to_vec()] {
+        assert_eq!(&daemon.store.read(&digest(&wire_digest(blob))).unwrap(), blob);
+    }
+    let added = (moved.len() + also_moved.len() + linked.len() + 22) as u64;
+    assert_eq!(
+        daemon.store.usage(),
+        before
+            + added
+            + responses[0].root_directory_digest.as_ref().unwrap().size_bytes as u64
+            + sub_size(&tree)
+    );
 
     let file = input.path().join("single");
-    write(&file, b"captured by moving", 0o600);
+    let single = content(33_000, 4);
+    write(&file, &single, 0o600);
     let request = CaptureFilesRequest {
         path: vec![file.to_str().unwrap().into()],
         move_files: true,
         ..Default::default()
     };
     let responses = daemon.client.clone().capture_files(request).await.unwrap().into_inner().responses;
-    assert_eq!(responses[0].digest, Some(wire_digest(b"captured by moving")));
+    assert_eq!(responses[0].digest, Some(wire_digest(&single)));
     assert!(!file.exists());
-    assert_eq!(
-        daemon.store.read(&digest(&wire_digest(b"captured by moving"))).unwrap(),
-        b"captured by moving"
-    );
+    assert_eq!(daemon.store.read(&digest(&wire_digest(&single))).unwrap(), single);
+}
+
+/// The encoded size of the tree's one subdirectory.
+fn sub_size(tree: &Tree) -> u64 {
+    let node = &tree.root_directory().directories[0];
+    node.digest.as_ref().unwrap().size_bytes as u64
 }
 
 #[tokio::test(flavor = "multi_thread")]

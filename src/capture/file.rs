@@ -25,6 +25,10 @@ const IN_MEMORY_MAX: u64 = 4 * 1024 * 1024;
 /// Read size for streamed hashing.
 const CHUNK: usize = 256 * 1024;
 
+/// With `move_files`, smaller files are copied all the same: moving one costs more metadata
+/// operations (rename, chmod, utimes, link, unlink) than writing a few kilobytes saves.
+const MOVE_MIN: u64 = 32 * 1024;
+
 thread_local! {
     /// Each capture thread's buffer for whole small files (reused: no allocation per file).
     static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -118,10 +122,11 @@ pub(crate) fn capture_file(
     })
 }
 
-/// Whether moving the file into the store is safe: a single link (no other name could change
-/// the object later) and owned by this process's user (so it can be made read-only).
+/// Whether moving the file into the store pays ([`MOVE_MIN`]) and is safe: a single link (no
+/// other name could change the object later), owned by this process's user (so it can be made
+/// read-only).
 fn movable(metadata: &Metadata) -> bool {
-    metadata.nlink() == 1 && metadata.uid() == nix::unistd::geteuid().as_raw()
+    metadata.len() >= MOVE_MIN && metadata.nlink() == 1 && metadata.uid() == nix::unistd::geteuid().as_raw()
 }
 
 /// Stores the content of `file` (copying it), returning its digest.

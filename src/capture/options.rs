@@ -39,9 +39,9 @@ impl Properties {
 pub struct CaptureOptions {
     /// The node properties to record.
     pub properties: Properties,
-    /// The client gives the files up (LocalCAS `move_files`): a file with a single link, owned
-    /// by this process's user, on the store's filesystem, is moved into the store instead of
-    /// copied, and is gone from its directory afterwards. Others are copied.
+    /// The client gives the files up (LocalCAS `move_files`): a file of 32 KiB or more with a
+    /// single link, owned by this process's user, on the store's filesystem, is moved into the
+    /// store instead of copied, and is gone from its directory afterwards. Others are copied.
     pub move_files: bool,
 }
 

@@ -62,7 +62,14 @@ impl Target {
             }
             None => open_path(AT_FDCWD, parent_path, ResolveFlag::empty()),
         }
-        .map_err(|errno| not_found(errno.into()))?;
+        .map_err(|errno| match errno {
+            Errno::ENOSYS => CaptureError::Io {
+                action: "resolve inside its root (this needs openat2, Linux 5.6 or later)",
+                path: path.to_owned(),
+                source: errno.into(),
+            },
+            errno => not_found(errno.into()),
+        })?;
         let name = name.map(|n| CString::new(n).map_err(|_| not_found(Errno::EINVAL.into()))).transpose()?;
         Ok(Self { path: path.to_owned(), root: root.map(str::to_owned), parent, name, must_be_dir })
     }

@@ -32,11 +32,16 @@ impl Store {
         if !opened.is_file() || opened.nlink() != 1 || opened.uid() != nix::unistd::geteuid().as_raw() {
             return Ok(None);
         }
-        // A fresh name in the private directory; the rename replaces the empty placeholder.
-        let (temp, placeholder) = self.inner.tmp.create_file()?;
+        // A fresh name in the private directory, next to a reserved one. Not over it: ext4
+        // flushes a file renamed over another (`auto_da_alloc`), which costs a disk write each.
+        let (reserved, placeholder) = self.inner.tmp.create_file()?;
         drop(placeholder);
-        if renameat(dir, name, AT_FDCWD, temp.as_path()).is_err() {
-            let _ = fs::remove_file(&temp);
+        let mut temp = reserved.clone().into_os_string();
+        temp.push(".moved");
+        let temp = std::path::PathBuf::from(temp);
+        let renamed = renameat(dir, name, AT_FDCWD, temp.as_path());
+        let _ = fs::remove_file(&reserved);
+        if renamed.is_err() {
             return Ok(None);
         }
         let moved = fs::symlink_metadata(&temp).at("stat", &temp)?;
