@@ -1,6 +1,6 @@
-//! CaptureTree and CaptureFiles through a real
-//! tonic client on a Unix socket, checked against the filesystem and the store they leave.
-//! (Equality with buildbox-casd's digests is `capture_oracle.rs`'s concern.)
+//! CaptureTree and CaptureFiles through a real tonic client on a Unix socket, checked against the
+//! filesystem and the store they leave. (Equality with buildbox-casd's digests is
+//! `capture_oracle.rs`'s concern; FetchTree and friends are `capture_fetch_upload.rs`'s.)
 
 #[path = "capture/support.rs"]
 mod support;
