@@ -242,3 +242,30 @@ fn bad_command_lines_name_the_problem() {
     let (code, stderr) = stderr_of(Command::new(rebox()).args(["casd", "--bogus", &cache]));
     assert_eq!(code, 2, "rebox's own name keeps clap's usage status: {stderr}");
 }
+
+/// Started with a low soft limit on open files (the common 1024, here 256), the daemon raises it
+/// to the hard limit: deep captures keep a directory open per level.
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let socket = cache.join("casd.sock");
+    let hard = std::fs::read_to_string("/proc/self/limits")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4).map(str::to_owned))
+        .unwrap();
+    let args = [
+        "--nofile=256:".to_owned(),
+        rebox().display().to_string(),
+        "casd".to_owned(),
+        cache.display().to_string(),
+    ];
+    let mut daemon = Daemon::start(Path::new("/usr/bin/prlimit"), &args, &cache, &socket);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
+    let open_files: Vec<&str> =
+        limits.lines().find(|l| l.starts_with("Max open files")).unwrap().split_whitespace().collect();
+    assert_eq!(&open_files[3..5], [hard.as_str(), hard.as_str()], "{limits}");
+    assert_eq!(daemon.stop_with(Signal::SIGTERM).code(), Some(0), "{}", daemon.log());
+}

@@ -18,6 +18,7 @@ use super::bind::{self, Listener};
 use super::config::DaemonConfig;
 use super::error::CasdError;
 use super::lifecycle;
+use super::limits;
 use super::signals::StopSignals;
 use crate::expiry::Expiry;
 use crate::grpc::{self, Shared};
@@ -28,6 +29,7 @@ const BLOCKING_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until a stop signal; `Ok` once it has stopped cleanly.
 pub fn run(config: &DaemonConfig) -> Result<(), CasdError> {
+    limits::raise_open_files();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rebox-casd")

@@ -16,6 +16,7 @@ pub mod config;
 mod daemon;
 mod error;
 mod lifecycle;
+mod limits;
 pub mod logging;
 mod remote_args;
 mod signals;
