@@ -9,10 +9,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
-use nix::errno::Errno;
 use rebox::digest::Digest;
 use rebox::proto::build::bazel::remote::execution::v2 as reapi;
-use rebox::staging::{Method, Owner, RealSys, StageRequest, Stages, StagingMode, Sys};
+use rebox::staging::{Method, Owner, StageRequest, Stages, StagingMode};
 use rebox::store::Store;
 use staging_support::*;
 
@@ -259,48 +258,6 @@ fn known_digests_are_given_only_for_files_unchanged_since_staging() {
     assert_eq!(lookup.stage(), s.as_path());
     stages.unstage(staged.id).unwrap();
     assert!(stages.known_digests(s).is_none());
-}
-
-/// The real syscalls, except that overlays can't be mounted (as for a daemon that is not root).
-#[derive(Debug)]
-struct NoOverlay;
-
-impl Sys for NoOverlay {
-    fn mount_overlay(&self, _: &str, _: &Path, _: &str) -> Result<(), Errno> {
-        Err(Errno::EPERM)
-    }
-    fn bind_onto_itself(&self, path: &Path) -> Result<(), Errno> {
-        RealSys.bind_onto_itself(path)
-    }
-    fn remount_bind(&self, path: &Path, read_only: bool) -> Result<(), Errno> {
-        RealSys.remount_bind(path, read_only)
-    }
-    fn make_private(&self, path: &Path) -> Result<(), Errno> {
-        RealSys.make_private(path)
-    }
-    fn unmount(&self, path: &Path, detach: bool) -> Result<(), Errno> {
-        RealSys.unmount(path, detach)
-    }
-    fn link_at(
-        &self,
-        old_dir: std::os::fd::BorrowedFd<'_>,
-        old: &str,
-        new_dir: std::os::fd::BorrowedFd<'_>,
-        new: &str,
-    ) -> Result<(), Errno> {
-        RealSys.link_at(old_dir, old, new_dir, new)
-    }
-    fn link_file(
-        &self,
-        file: &fs::File,
-        new_dir: std::os::fd::BorrowedFd<'_>,
-        new: &str,
-    ) -> Result<(), Errno> {
-        RealSys.link_file(file, new_dir, new)
-    }
-    fn copy(&self, from: &mut fs::File, to: &mut fs::File) -> std::io::Result<u64> {
-        RealSys.copy(from, to)
-    }
 }
 
 #[test]

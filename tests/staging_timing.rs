@@ -5,14 +5,12 @@
 mod staging_support;
 
 use std::fs;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use rebox::digest::Digest;
 use rebox::proto::build::bazel::remote::execution::v2 as reapi;
-use rebox::staging::{Method, RealSys, StageRequest, Stages, StagingMode, Sys};
+use rebox::staging::{Method, StageRequest, Stages, StagingMode};
 use rebox::store::Store;
 use staging_support::*;
 
@@ -55,47 +53,6 @@ fn timed(stages: &Stages, root: Digest, expected: Method) -> (Duration, Duration
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-#[derive(Debug)]
-struct NoOverlay;
-
-impl Sys for NoOverlay {
-    fn mount_overlay(&self, _: &str, _: &Path, _: &str) -> Result<(), Errno> {
-        Err(Errno::EPERM)
-    }
-    fn bind_onto_itself(&self, path: &Path) -> Result<(), Errno> {
-        RealSys.bind_onto_itself(path)
-    }
-    fn remount_bind(&self, path: &Path, read_only: bool) -> Result<(), Errno> {
-        RealSys.remount_bind(path, read_only)
-    }
-    fn make_private(&self, path: &Path) -> Result<(), Errno> {
-        RealSys.make_private(path)
-    }
-    fn unmount(&self, path: &Path, detach: bool) -> Result<(), Errno> {
-        RealSys.unmount(path, detach)
-    }
-    fn link_at(
-        &self,
-        old_dir: std::os::fd::BorrowedFd<'_>,
-        old: &str,
-        new_dir: std::os::fd::BorrowedFd<'_>,
-        new: &str,
-    ) -> Result<(), Errno> {
-        RealSys.link_at(old_dir, old, new_dir, new)
-    }
-    fn link_file(
-        &self,
-        file: &fs::File,
-        new_dir: std::os::fd::BorrowedFd<'_>,
-        new: &str,
-    ) -> Result<(), Errno> {
-        RealSys.link_file(file, new_dir, new)
-    }
-    fn copy(&self, from: &mut fs::File, to: &mut fs::File) -> std::io::Result<u64> {
-        RealSys.copy(from, to)
-    }
 }
 
 #[test]

@@ -110,3 +110,45 @@ impl Drop for Cleaning {
         self.0.cleanup_all();
     }
 }
+
+/// The real syscalls, except that overlays can't be mounted (as for a daemon that is not root).
+#[derive(Debug)]
+pub struct NoOverlay;
+
+impl rebox::staging::Sys for NoOverlay {
+    fn mount_overlay(&self, _: &str, _: &Path, _: &str) -> Result<(), nix::errno::Errno> {
+        Err(nix::errno::Errno::EPERM)
+    }
+    fn bind_onto_itself(&self, path: &Path) -> Result<(), nix::errno::Errno> {
+        rebox::staging::RealSys.bind_onto_itself(path)
+    }
+    fn remount_bind(&self, path: &Path, read_only: bool) -> Result<(), nix::errno::Errno> {
+        rebox::staging::RealSys.remount_bind(path, read_only)
+    }
+    fn make_private(&self, path: &Path) -> Result<(), nix::errno::Errno> {
+        rebox::staging::RealSys.make_private(path)
+    }
+    fn unmount(&self, path: &Path, detach: bool) -> Result<(), nix::errno::Errno> {
+        rebox::staging::RealSys.unmount(path, detach)
+    }
+    fn link_at(
+        &self,
+        old_dir: std::os::fd::BorrowedFd<'_>,
+        old: &str,
+        new_dir: std::os::fd::BorrowedFd<'_>,
+        new: &str,
+    ) -> Result<(), nix::errno::Errno> {
+        rebox::staging::RealSys.link_at(old_dir, old, new_dir, new)
+    }
+    fn link_file(
+        &self,
+        file: &fs::File,
+        new_dir: std::os::fd::BorrowedFd<'_>,
+        new: &str,
+    ) -> Result<(), nix::errno::Errno> {
+        rebox::staging::RealSys.link_file(file, new_dir, new)
+    }
+    fn copy(&self, from: &mut fs::File, to: &mut fs::File) -> std::io::Result<u64> {
+        rebox::staging::RealSys.copy(from, to)
+    }
+}
