@@ -269,3 +269,66 @@ fn the_open_files_limit_is_raised_to_the_hard_limit() {
     assert_eq!(&open_files[3..5], [hard.as_str(), hard.as_str()], "{limits}");
     assert_eq!(daemon.stop_with(Signal::SIGTERM).code(), Some(0), "{}", daemon.log());
 }
+
+/// Stages the tree of one file holding `content` through the daemon and unstages it (the
+/// request stream ends after the first message); returns how many answers came.
+fn stage_and_unstage(daemon: &Daemon, content: &[u8]) -> usize {
+    use prost::Message;
+    use rebox::proto::build::bazel::remote::execution::v2 as reapi;
+
+    let store = rebox::store::Store::open(&daemon.cache, rebox::digest::DigestFunction::Sha256).unwrap();
+    let file = store.put_bytes(content).unwrap();
+    let directory = reapi::Directory {
+        files: vec![reapi::FileNode {
+            name: "f".into(),
+            digest: Some(rebox::tree::to_proto(&file)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let root = store.put_bytes(&directory.encode_to_vec()).unwrap();
+    block_on(async {
+        let mut local_cas = daemon.local_cas().await;
+        let request =
+            StageTreeRequest { root_digest: Some(rebox::tree::to_proto(&root)), ..Default::default() };
+        let mut answers = local_cas.stage_tree(tokio_stream::iter([request])).await.unwrap().into_inner();
+        let mut count = 0;
+        while answers.message().await.unwrap().is_some() {
+            count += 1;
+        }
+        count
+    })
+}
+
+/// The staging farms kept in `cache`.
+fn farms(cache: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(cache.join("cas/staging-farms")).unwrap().map(|e| e.unwrap().path()).collect()
+}
+
+/// Farms outlive stages (restaging a tree costs a mount), so the daemon prunes those unused for a
+/// day, at start and then hourly: an old farm goes, a recent one stays.
+#[test]
+fn staging_farms_unused_for_a_day_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let socket = cache.join("casd.sock");
+    let args = ["casd".to_owned(), cache.display().to_string()];
+
+    let mut daemon = Daemon::start(rebox(), &args, &cache, &socket);
+    assert!(stage_and_unstage(&daemon, b"old tree") >= 1, "{}", daemon.log());
+    let old = farms(&cache);
+    assert_eq!(old.len(), 1, "{}", daemon.log());
+    assert!(stage_and_unstage(&daemon, b"recent tree") >= 1, "{}", daemon.log());
+    assert_eq!(daemon.stop_with(Signal::SIGTERM).code(), Some(0), "{}", daemon.log());
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+    std::fs::File::open(&old[0]).unwrap().set_modified(two_days_ago).unwrap();
+
+    let mut daemon = Daemon::start(rebox(), &args, &cache, &socket);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while farms(&cache).contains(&old[0]) {
+        assert!(Instant::now() < deadline, "the old farm was not pruned:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(farms(&cache).len(), 1, "the recent farm must stay");
+    assert_eq!(daemon.stop_with(Signal::SIGTERM).code(), Some(0), "{}", daemon.log());
+}

@@ -19,6 +19,7 @@ use super::config::DaemonConfig;
 use super::error::CasdError;
 use super::lifecycle;
 use super::limits;
+use super::pruner::Pruner;
 use super::signals::StopSignals;
 use crate::expiry::Expiry;
 use crate::grpc::{self, Shared};
@@ -52,10 +53,12 @@ pub fn run(config: &DaemonConfig) -> Result<(), CasdError> {
     }
     let shared = Arc::new(Shared { expiry, ..Shared::new(store, config.instance_name.clone()) });
     lifecycle::clean_leftovers(&shared);
+    let pruner = Pruner::start(Arc::clone(&shared)).map_err(CasdError::Setup)?;
 
     let served = runtime.block_on(serve(config, Arc::clone(&shared), signals));
     // Drops every task still running: calls past the deadline are cancelled here.
     runtime.shutdown_timeout(BLOCKING_GRACE);
+    pruner.stop();
     lifecycle::clean_stages(&shared);
     if let Some(expiry) = &shared.expiry {
         expiry.stop();

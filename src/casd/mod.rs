@@ -18,6 +18,7 @@ mod error;
 mod lifecycle;
 mod limits;
 pub mod logging;
+mod pruner;
 mod remote_args;
 mod signals;
 
