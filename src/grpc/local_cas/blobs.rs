@@ -5,8 +5,9 @@
 
 use tonic::Status;
 
-use crate::digest::Digest;
 use crate::grpc::Shared;
+use crate::grpc::request::required_digest;
+use crate::grpc::status::rpc_status;
 use crate::proto::build::bazel::remote::execution::v2 as reapi;
 use crate::proto::build::buildgrid::*;
 use crate::proto::google::rpc;
@@ -53,7 +54,7 @@ async fn missing_locally(
     let parsed = digests
         .iter()
         .enumerate()
-        .map(|(i, d)| parse_digest(shared, Some(d), &format!("blob_digests[{i}]")))
+        .map(|(i, d)| required_digest(Some(d), &format!("blob_digests[{i}]"), shared.store.digest_function()))
         .collect::<Result<Vec<_>, _>>()?;
     let store = shared.store.clone();
     let missing = tokio::task::spawn_blocking(move || store.find_missing(&parsed))
@@ -64,7 +65,7 @@ async fn missing_locally(
         .map(|digest| {
             let message =
                 format!("blob {digest} is not in the local CAS, and no remote CAS is configured {purpose}");
-            (crate::tree::to_proto(&digest), status(tonic::Code::NotFound, message))
+            (crate::tree::to_proto(&digest), rpc_status(tonic::Code::NotFound, message))
         })
         .collect())
 }
@@ -76,28 +77,4 @@ pub(super) fn check_instance(shared: &Shared, instance_name: &str) -> Result<(),
     } else {
         Err(Status::invalid_argument(format!("Invalid instance name {instance_name:?}")))
     }
-}
-
-/// A digest from a request, checked against the store's digest function; `field` names it in
-/// the INVALID_ARGUMENT status when it is missing or malformed.
-pub(super) fn parse_digest(
-    shared: &Shared,
-    digest: Option<&reapi::Digest>,
-    field: &str,
-) -> Result<Digest, Status> {
-    let digest = digest.ok_or_else(|| Status::invalid_argument(format!("{field} is missing")))?;
-    let parsed = Digest::from_hex(&digest.hash, digest.size_bytes).map_err(|e| {
-        Status::invalid_argument(format!("{field} {:?}/{}: {e}", digest.hash, digest.size_bytes))
-    })?;
-    shared
-        .store
-        .digest_function()
-        .check(&parsed)
-        .map_err(|e| Status::invalid_argument(format!("{field} {parsed}: {e}")))?;
-    Ok(parsed)
-}
-
-/// A `google.rpc.Status` for a per-item result.
-pub(super) fn status(code: tonic::Code, message: impl Into<String>) -> rpc::Status {
-    rpc::Status { code: code as i32, message: message.into(), details: Vec::new() }
 }

@@ -11,10 +11,11 @@ use std::path::Path;
 use rayon::prelude::*;
 use tonic::Status;
 
-use super::blobs::{check_instance, status};
+use super::blobs::check_instance;
 use crate::capture::{self, CaptureError, CaptureOptions, KnownDigests, OutputFormat, Properties, Target};
 use crate::digest::Digest;
 use crate::grpc::Shared;
+use crate::grpc::status::rpc_status as status;
 use crate::proto::build::buildgrid::*;
 use crate::proto::google::rpc;
 use crate::staging;

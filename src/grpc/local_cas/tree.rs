@@ -5,16 +5,17 @@
 
 use tonic::Status;
 
-use super::blobs::{check_instance, parse_digest};
+use super::blobs::check_instance;
 use crate::digest::Digest;
 use crate::grpc::Shared;
+use crate::grpc::request::required_digest;
 use crate::proto::build::buildgrid::*;
 use crate::store::Store;
 use crate::tree::{Tree, TreeError};
 
 pub async fn fetch_tree(shared: &Shared, request: FetchTreeRequest) -> Result<FetchTreeResponse, Status> {
     check_instance(shared, &request.instance_name)?;
-    let root = parse_digest(shared, request.root_digest.as_ref(), "root_digest")?;
+    let root = required_digest(request.root_digest.as_ref(), "root_digest", shared.store.digest_function())?;
     let store = shared.store.clone();
     let with_files = request.fetch_file_blobs;
     blocking(move || check_complete(&store, &root, with_files, "fetch")).await?;
@@ -23,7 +24,7 @@ pub async fn fetch_tree(shared: &Shared, request: FetchTreeRequest) -> Result<Fe
 
 pub async fn upload_tree(shared: &Shared, request: UploadTreeRequest) -> Result<UploadTreeResponse, Status> {
     check_instance(shared, &request.instance_name)?;
-    let root = parse_digest(shared, request.root_digest.as_ref(), "root_digest")?;
+    let root = required_digest(request.root_digest.as_ref(), "root_digest", shared.store.digest_function())?;
     let store = shared.store.clone();
     blocking(move || check_complete(&store, &root, true, "upload")).await?;
     Ok(UploadTreeResponse {})
