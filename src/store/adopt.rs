@@ -7,7 +7,7 @@
 
 use std::ffi::CStr;
 use std::fs::{self, File, Permissions};
-use std::io::{self, Read, Seek};
+use std::io::{self, Seek};
 use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::SystemTime;
@@ -17,9 +17,6 @@ use nix::fcntl::{AT_FDCWD, renameat};
 use super::error::{IoContext, Result, StoreError};
 use super::writer::OBJECT_MODE;
 use super::{Digest, Store};
-
-/// Read size when hashing an adopted file.
-const CHUNK: usize = 256 * 1024;
 
 impl Store {
     /// Moves the regular file `name` of directory `dir`, which the caller opened as `file`, into
@@ -87,16 +84,7 @@ impl Store {
 
 fn hash_file(store: &Store, mut file: &File) -> io::Result<Digest> {
     file.rewind()?;
-    let mut hasher = store.digest_function().hasher();
-    let mut chunk = vec![0u8; CHUNK];
-    loop {
-        match file.read(&mut chunk) {
-            Ok(0) => return Ok(hasher.finish()),
-            Ok(n) => hasher.update(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    store.digest_function().hash_reader(file)
 }
 
 fn name_path(name: &CStr) -> std::path::PathBuf {
