@@ -17,6 +17,7 @@ pub mod cli;
 pub mod digest;
 pub mod expiry;
 pub mod grpc;
+pub mod locked_dir;
 pub mod proto;
 pub mod staging;
 pub mod store;

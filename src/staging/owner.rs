@@ -1,39 +1,28 @@
 //! The live daemon's own directory under `cas/staging`, and how a dead daemon's is recognised.
 //!
 //! Several daemons may serve one cache at once (BuildStream starts one per session), so start-up
-//! clean-up must only remove what dead daemons left. As the store does for its temporary files,
-//! each daemon holds an exclusive `flock` on its own `rebox-<pid>-<nonce>` dir for as long as it
-//! lives; the kernel drops the lock when the process dies (SIGKILL included), so "can the lock be
-//! taken?" answers "is the owner gone?" exactly.
+//! clean-up must only remove what dead daemons left: each daemon works in its own
+//! [`LockedDir`] `rebox-<pid>-<nonce>` (see [`crate::locked_dir`]).
 
-use std::collections::hash_map::RandomState;
-use std::fs::{self, DirBuilder, File, Permissions};
-use std::hash::BuildHasher;
+use std::fs::{self, DirBuilder, Permissions};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::BorrowedFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
 
 use super::error::{Context, Result, StagingError};
 use super::layout::OWNER_PREFIX;
+use crate::locked_dir::LockedDir;
 
 /// Mode of `cas/staging` and of owner dirs: others may pass through to a stage they own, but
 /// not list or create anything.
 pub const PASS_THROUGH_MODE: u32 = 0o711;
 
-/// How many fresh names to try before giving up.
-const CREATE_ATTEMPTS: usize = 64;
-
 /// A live daemon's locked dir. Dropping it releases the lock (the dir stays until clean-up).
 #[derive(Debug)]
 pub struct OwnerDir {
-    path: PathBuf,
-    name: String,
-    lock: Flock<File>,
+    dir: LockedDir,
     next: AtomicU64,
 }
 
@@ -41,48 +30,25 @@ impl OwnerDir {
     /// Creates and locks a new owner dir under `staging` (created if need be).
     pub fn create(staging: &Path) -> Result<Self> {
         create_dir_with_mode(staging, PASS_THROUGH_MODE)?;
-        for _ in 0..CREATE_ATTEMPTS {
-            let name = format!("{OWNER_PREFIX}{}-{:016x}", std::process::id(), nonce());
-            let path = staging.join(&name);
-            match DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(StagingError::io("create directory", path, e)),
-            }
-            let dir = match File::open(&path) {
-                Ok(dir) => dir,
-                // A concurrent clean-up found it unlocked and removed it: try another name.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(StagingError::io("open directory", path, e)),
-            };
-            let lock = match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => lock,
-                Err((_, Errno::EWOULDBLOCK)) => continue,
-                Err((_, errno)) => return Err(StagingError::errno("lock directory", path, errno)),
-            };
-            if !still_at(&lock, &path)? {
-                continue;
-            }
-            // Only now, locked, open it to others' traversal (umask can't narrow an explicit chmod).
-            fs::set_permissions(&path, Permissions::from_mode(PASS_THROUGH_MODE)).at("chmod", &path)?;
-            return Ok(Self { path, name, lock, next: AtomicU64::new(1) });
-        }
-        Err(StagingError::io("create a staging directory in", staging, io::Error::other("too many attempts")))
+        // Opened to others' traversal only once locked (umask can't narrow an explicit chmod).
+        let dir = LockedDir::create(staging, OWNER_PREFIX, PASS_THROUGH_MODE)
+            .map_err(|e| StagingError::io("create a staging directory in", staging, e))?;
+        Ok(Self { dir, next: AtomicU64::new(1) })
     }
 
     /// The dir's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dir.path()
     }
 
     /// The dir's name (`rebox-<pid>-<nonce>`), which also tags this daemon's mounts.
     pub fn name(&self) -> &str {
-        &self.name
+        self.dir.name()
     }
 
     /// The open dir, for `*at` calls.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.lock.as_fd()
+        self.dir.fd()
     }
 
     /// A number not used before by this daemon, for names inside the dir.
@@ -91,29 +57,9 @@ impl OwnerDir {
     }
 }
 
-/// Whether the locked dir is still the one at `path` (a clean-up may have removed it).
-fn still_at(dir: &File, path: &Path) -> Result<bool> {
-    let locked = dir.metadata().at("stat directory", path)?;
-    match fs::symlink_metadata(path) {
-        Ok(now) => Ok(locked.nlink() > 0 && now.dev() == locked.dev() && now.ino() == locked.ino()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(StagingError::io("stat directory", path, e)),
-    }
-}
-
-/// Tries to take the lock of a (possibly dead) owner dir: `Some` if its owner is gone. The lock
-/// is held by the caller while it cleans up, so that a daemon just creating that dir notices.
-pub fn lock_if_abandoned(path: &Path) -> Result<Option<Flock<File>>> {
-    let dir = match File::open(path) {
-        Ok(dir) => dir,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StagingError::io("open directory", path, e)),
-    };
-    match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Some(lock)),
-        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, errno)) => Err(StagingError::errno("lock directory", path, errno)),
-    }
+/// Tries to take the lock of a (possibly dead) owner dir: `Some` if its owner is gone.
+pub fn lock_if_abandoned(path: &Path) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    crate::locked_dir::lock_if_abandoned(path).map_err(|e| StagingError::io("lock directory", path, e))
 }
 
 /// Creates `path` (and missing parents) with `mode` if it does not exist; leaves an existing one.
@@ -129,9 +75,4 @@ pub fn create_dir_with_mode(path: &Path, mode: u32) -> Result<()> {
         }
         Err(e) => Err(StagingError::io("create directory", path, e)),
     }
-}
-
-/// A random-enough nonce for names (uniqueness is enforced by `mkdir` anyway).
-pub fn nonce() -> u64 {
-    RandomState::new().hash_one(std::time::SystemTime::now())
 }
