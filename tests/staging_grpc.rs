@@ -237,3 +237,55 @@ async fn buildstreams_grpcio_client_gets_what_buildbox_casd_answers() {
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(stdout, "exe 0o755\nsecond ''\nrest [] exists False\n");
 }
+
+/// Capturing from a live stage takes the digest staging recorded for a file that is still the
+/// staged inode, without reading it. Shown by altering that inode's bytes behind the overlay's
+/// back (through the staging pool, same size, same mtime): CaptureFiles still answers the staged
+/// digest, which only the stage's record could have given.
+#[tokio::test]
+async fn capture_from_a_stage_reuses_the_staged_digests() {
+    use rebox::proto::build::buildgrid::CaptureFilesRequest;
+
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let (_tmp, store) = store();
+    let staged = store.put_bytes(b"staged bytes").unwrap();
+    let root = put_dir(
+        &store,
+        &reapi::Directory { files: vec![file(&store, "f", b"staged bytes")], ..Default::default() },
+    );
+    let daemon = daemon(&store).await;
+    let mut client = client(&daemon).await;
+    let (requests, responses) = open(&mut client, stage_request(root)).await;
+    let path = PathBuf::from(responses.unwrap().message().await.unwrap().unwrap().path);
+
+    let pool = daemon.shared.stages.layout().pool().to_owned();
+    let variant = walk_files(&pool).pop().expect("one pool variant");
+    let mtime = std::fs::metadata(&variant).unwrap().modified().unwrap();
+    let mut permissions = std::fs::metadata(&variant).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
+    std::fs::set_permissions(&variant, permissions).unwrap();
+    std::fs::write(&variant, b"altered byte").unwrap();
+    std::fs::File::options().write(true).open(&variant).unwrap().set_modified(mtime).unwrap();
+    assert_eq!(std::fs::read(path.join("f")).unwrap(), b"altered byte", "the stage shows the inode");
+
+    let request = CaptureFilesRequest {
+        instance_name: "main".into(),
+        path: vec![path.join("f").display().to_string()],
+        ..Default::default()
+    };
+    let response = client.capture_files(request).await.unwrap().into_inner();
+    let captured = response.responses[0].digest.clone().expect("a digest");
+    assert_eq!(captured, to_proto(&staged), "{response:?}");
+    drop(requests);
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { files.extend(walk_files(&path)) } else { files.push(path) }
+    }
+    files
+}
