@@ -58,7 +58,7 @@ fn objects_are_read_only_at_buildbox_casd_paths() {
     let data = b"the layout is a contract".to_vec();
     let digest = store.put_bytes(&data).unwrap();
 
-    let hex = hex::encode(sha2::Sha256::digest(&data));
+    let hex = const_hex::encode(sha2::Sha256::digest(&data));
     assert_eq!(digest.to_string(), format!("{hex}/{}", data.len()));
     let expected = format!("{}/cas/objects/{}/{}", root.path().display(), &hex[..2], &hex[2..]);
     assert_eq!(store.object_path(&digest).to_str().unwrap(), expected);
@@ -136,7 +136,9 @@ fn a_dropped_writer_leaves_nothing() {
     let mut writer = store.writer(None).unwrap();
     writer.write_all(&data).unwrap();
     assert_eq!(writer.written(), 100_000);
-    assert_eq!(files_under(&root.path().join("cas/tmp")).len(), 1, "the data goes to a temporary file");
+    // The data is in an anonymous (O_TMPFILE) file: nothing a reader could find has a name yet.
+    assert!(files_under(&root.path().join("cas/tmp")).is_empty());
+    assert!(files_under(&root.path().join("cas/objects")).is_empty());
     drop(writer);
     assert!(files_under(&root.path().join("cas/tmp")).is_empty());
     assert!(files_under(&root.path().join("cas/objects")).is_empty());
@@ -230,6 +232,7 @@ fn find_missing_reports_exactly_the_missing_and_touches_the_present() {
     assert!(missing.iter().all(|d| !store.contains(d)));
     assert_eq!(mtime(&store.object_path(&present[0])), aged[0]);
 
+    assert_eq!(store.find_missing_to_upload(&query), missing);
     assert_eq!(store.find_missing(&query), missing);
     for (digest, old) in present.iter().zip(&aged) {
         assert!(mtime(&store.object_path(digest)) > *old, "{digest} was not touched");
@@ -239,6 +242,38 @@ fn find_missing_reports_exactly_the_missing_and_touches_the_present() {
     let empty = DigestFunction::Sha256.hash_bytes(b"");
     let wrong_size = Digest::from_hex(&present[0].hash_hex(), present[0].size_i64() + 1).unwrap();
     assert_eq!(store.find_missing(&[empty, wrong_size, present[1]]), [wrong_size]);
+}
+
+#[test]
+fn find_missing_sees_objects_removed_or_added_behind_the_stores_back() {
+    let root = tempfile::tempdir().unwrap();
+    let store = open(root.path());
+    let removed = store.put_bytes(b"removed by someone else").unwrap();
+    let kept = store.put_bytes(b"kept").unwrap();
+    fs::remove_file(store.object_path(&removed)).unwrap();
+    assert_eq!(
+        store.find_missing(&[removed, kept]),
+        [removed],
+        "a removed object must not be reported present"
+    );
+    assert_eq!(store.find_missing_to_upload(&[removed, kept]), [removed], "nor when deciding what to upload");
+
+    // Another store (as another process would) adds a blob after this one opened the root.
+    let data = b"written by another process";
+    let digest = open(root.path()).put_bytes(data).unwrap();
+    assert!(store.contains(&digest));
+    // Deciding what to upload, this store does not know it yet: the client uploads it again,
+    // which must succeed and leave it known, counted once.
+    assert_eq!(store.find_missing_to_upload(&[digest]), [digest]);
+    let usage = store.usage();
+    store.put_bytes_expecting(&digest, data).unwrap();
+    assert_eq!(store.find_missing_to_upload(&[digest]), []);
+    assert_eq!(store.usage(), usage, "an object already on disk is not counted again");
+    // Where a wrong "missing" would fail a stage, the filesystem is asked.
+    let third = open(root.path()).put_bytes(b"also from elsewhere").unwrap();
+    assert_eq!(store.find_missing(&[digest, third]), []);
+    // A store opened afterwards knows everything on disk.
+    assert_eq!(open(root.path()).find_missing_to_upload(&[digest, kept, removed]), [removed]);
 }
 
 #[test]

@@ -60,13 +60,20 @@ fn assert_one_line_error(output: &Output, needle: &str) {
     assert!(output.stdout.is_empty(), "stdout: {:?}", String::from_utf8_lossy(&output.stdout));
 }
 
-/// Waits until some temporary file under `tmp` holds at least `bytes`.
-fn wait_for_partial_write(tmp: &Path, bytes: u64) -> PathBuf {
+/// Waits until process `pid` has a temporary file under `tmp` open that holds at least `bytes`;
+/// returns the private directory it was created in. The file is anonymous (`O_TMPFILE`), so it
+/// is found through the writer's open descriptors, not by name.
+fn wait_for_partial_write(pid: u32, tmp: &Path, bytes: u64) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let fds = PathBuf::from(format!("/proc/{pid}/fd"));
     loop {
-        let partial = files_under(tmp).into_iter().find(|f| fs::metadata(f).is_ok_and(|m| m.len() >= bytes));
-        if let Some(partial) = partial {
-            return partial;
+        for fd in fs::read_dir(&fds).into_iter().flatten().flatten() {
+            let Ok(target) = fs::read_link(fd.path()) else { continue };
+            if target.starts_with(tmp)
+                && fs::metadata(fd.path()).is_ok_and(|m| m.is_file() && m.len() >= bytes)
+            {
+                return target.parent().unwrap().to_owned();
+            }
         }
         assert!(Instant::now() < deadline, "the writer never got {bytes} bytes into {}", tmp.display());
         thread::sleep(Duration::from_millis(10));
@@ -85,22 +92,21 @@ fn kill_9_during_a_large_write_leaves_no_object_and_no_temporary_file() {
         thread::sleep(Duration::from_millis(5));
     }
     let tmp = root.path().join("cas/tmp");
-    let partial = wait_for_partial_write(&tmp, 16 * MIB as u64);
+    let dead_dir = wait_for_partial_write(child.id(), &tmp, 16 * MIB as u64);
+    assert!(files_under(&tmp).is_empty(), "the partial write has a name: {:?}", files_under(&tmp));
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
     drop(stdin);
 
-    assert!(partial.exists(), "the dead writer's temporary file is there until clean-up");
+    assert!(dead_dir.exists(), "the dead writer's private directory is there until clean-up");
     assert!(files_under(&root.path().join("cas/objects")).is_empty(), "a partial object is visible");
     let digest = DigestFunction::Sha256.hash_bytes(&content);
 
     let store = Store::open(root.path(), DigestFunction::Sha256).unwrap();
     assert!(!store.contains(&digest));
     assert_eq!(store.usage(), 0);
-    assert!(!partial.exists());
     assert!(files_under(&tmp).is_empty(), "stray temporary files: {:?}", files_under(&tmp));
-    let dead_dir = partial.parent().unwrap();
     assert!(!dead_dir.exists(), "the dead writer's directory {} is left", dead_dir.display());
 
     // The same content written to the end is stored whole.
@@ -109,18 +115,18 @@ fn kill_9_during_a_large_write_leaves_no_object_and_no_temporary_file() {
 }
 
 #[test]
-fn a_live_writer_s_temporary_file_survives_another_process_opening_the_store() {
+fn a_live_writer_s_private_directory_survives_another_process_opening_the_store() {
     let root = tempfile::tempdir().unwrap();
     let mut child = spawn_put_stdin(root.path());
     let mut stdin = child.stdin.take().unwrap();
     let content = data(4 * MIB);
     stdin.write_all(&content[..MIB]).unwrap();
-    let partial = wait_for_partial_write(&root.path().join("cas/tmp"), MIB as u64);
+    let private_dir = wait_for_partial_write(child.id(), &root.path().join("cas/tmp"), MIB as u64);
 
     // Another process opens the same root (its start-up clean-up runs) while the writer lives.
     let other = rebox(root.path()).args(["put", "-"]).stdin(Stdio::null()).output().unwrap();
     assert!(other.status.success(), "{}", String::from_utf8_lossy(&other.stderr));
-    assert!(partial.exists(), "a live writer's temporary file was removed");
+    assert!(private_dir.exists(), "a live writer's private directory was removed");
 
     stdin.write_all(&content[MIB..]).unwrap();
     drop(stdin);

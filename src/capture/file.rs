@@ -101,7 +101,7 @@ pub(crate) fn capture_file(
     let digest = match known.and_then(|k| k.lookup(host_path, metadata)) {
         Some(digest) => {
             // Known, but the store must hold it (expiry may have taken it since staging).
-            if store.find_missing(&[digest]).is_empty() {
+            if store.find_missing_to_upload(&[digest]).is_empty() {
                 digest
             } else {
                 store_content(store, file, metadata, &path)?
@@ -155,7 +155,7 @@ fn store_content(
         }
     }
     let digest = hasher.finish();
-    if store.find_missing(&[digest]).is_empty() {
+    if store.find_missing_to_upload(&[digest]).is_empty() {
         return Ok(digest);
     }
     file.rewind().map_err(read_error)?;

@@ -63,15 +63,16 @@ impl Digest {
         if hash.is_empty() {
             return Err(bad("is empty"));
         }
-        if !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(bad("is not lowercase hexadecimal"));
-        }
         if !DigestFunction::ALL.iter().any(|f| f.hex_len() == hash.len()) {
             return Err(bad("has a length no supported digest function produces"));
         }
         let mut raw = [0u8; MAX_HASH_BYTES];
         let raw = &mut raw[..hash.len() / 2];
-        hex::decode_to_slice(hash, raw).map_err(|_| bad("is not hexadecimal"))?;
+        // The decoder (SIMD) takes either case; REAPI hashes are lowercase only.
+        let decoded = const_hex::decode_to_slice(hash, raw);
+        if decoded.is_err() || hash.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(bad("is not lowercase hexadecimal"));
+        }
         Ok(Self::from_raw(raw, size))
     }
 
@@ -82,7 +83,7 @@ impl Digest {
 
     /// The hash as lowercase hex.
     pub fn hash_hex(&self) -> String {
-        hex::encode(self.hash_bytes())
+        const_hex::encode(self.hash_bytes())
     }
 
     /// The size of the blob in bytes.

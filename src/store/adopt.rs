@@ -12,10 +12,11 @@ use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::SystemTime;
 
-use nix::fcntl::{AT_FDCWD, renameat};
+use nix::fcntl::{AT_FDCWD, AtFlags, renameat};
+use nix::unistd::linkat;
 
 use super::error::{IoContext, Result, StoreError};
-use super::writer::OBJECT_MODE;
+use super::writer::{OBJECT_MODE, publish};
 use super::{Digest, Store};
 
 impl Store {
@@ -29,16 +30,10 @@ impl Store {
         if !opened.is_file() || opened.nlink() != 1 || opened.uid() != nix::unistd::geteuid().as_raw() {
             return Ok(None);
         }
-        // A fresh name in the private directory, next to a reserved one. Not over it: ext4
-        // flushes a file renamed over another (`auto_da_alloc`), which costs a disk write each.
-        let (reserved, placeholder) = self.inner.tmp.create_file()?;
-        drop(placeholder);
-        let mut temp = reserved.clone().into_os_string();
-        temp.push(".moved");
-        let temp = std::path::PathBuf::from(temp);
-        let renamed = renameat(dir, name, AT_FDCWD, temp.as_path());
-        let _ = fs::remove_file(&reserved);
-        if renamed.is_err() {
+        // A fresh name in the private directory. Never over an existing file: ext4 flushes a file
+        // renamed over another (`auto_da_alloc`), which costs a disk write each.
+        let temp = self.inner.tmp.unique_path();
+        if renameat(dir, name, AT_FDCWD, temp.as_path()).is_err() {
             return Ok(None);
         }
         let moved = fs::symlink_metadata(&temp).at("stat", &temp)?;
@@ -62,23 +57,10 @@ impl Store {
         file.set_permissions(Permissions::from_mode(OBJECT_MODE)).at("set mode of", temp)?;
         // The object's mtime is the LRU clock: it was used just now, whatever the file's said.
         file.set_modified(SystemTime::now()).at("touch", temp)?;
-        let object = self.object_path(&digest);
-        let mut linked = fs::hard_link(temp, &object);
-        if linked.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
-            let fan_out = object.parent().expect("object paths have a fan-out directory");
-            fs::create_dir_all(fan_out).at("create directory", fan_out)?;
-            linked = fs::hard_link(temp, &object);
-        }
-        match linked {
-            Ok(()) => {
-                self.inner.add_usage(digest.size());
-                Ok(digest)
-            }
-            // Something is in the way (a concurrent writer, or a damaged object): the writer's
-            // path knows how to settle that.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self.put_file(temp, Some(&digest)),
-            Err(e) => Err(StoreError::io("link object", object, e)),
-        }
+        publish(&self.inner, &digest, |objects, object| {
+            linkat(AT_FDCWD, temp, objects, object, AtFlags::empty()).map_err(io::Error::from)
+        })?;
+        Ok(digest)
     }
 }
 

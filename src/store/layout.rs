@@ -6,6 +6,7 @@
 //! ```
 //! BuildStream reads blobs straight from `cas/objects`, so this layout is a contract.
 
+use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
@@ -54,8 +55,11 @@ impl Layout {
 /// of large batches then cost no allocation and a two-component lookup from an open directory.
 #[derive(Debug, Clone, Copy)]
 pub struct RelativeObjectPath {
-    bytes: [u8; RelativeObjectPath::MAX_LEN],
+    /// `hh/rest`, then a NUL.
+    bytes: [u8; RelativeObjectPath::MAX_LEN + 1],
     len: usize,
+    /// `hh`, then a NUL.
+    fan_out: [u8; 3],
 }
 
 impl RelativeObjectPath {
@@ -67,17 +71,27 @@ impl RelativeObjectPath {
         let hash = digest.hash_bytes();
         let mut hex = [0u8; 2 * 64];
         let hex = &mut hex[..2 * hash.len()];
-        hex::encode_to_slice(hash, hex).expect("the buffer fits the longest hash");
-        let mut bytes = [0u8; Self::MAX_LEN];
+        const_hex::encode_to_slice(hash, hex).expect("the buffer fits the longest hash");
+        let mut bytes = [0u8; Self::MAX_LEN + 1];
         bytes[..2].copy_from_slice(&hex[..2]);
         bytes[2] = b'/';
         bytes[3..=hex.len()].copy_from_slice(&hex[2..]);
-        Self { bytes, len: hex.len() + 1 }
+        Self { bytes, len: hex.len() + 1, fan_out: [hex[0], hex[1], 0] }
     }
 
     /// The path as bytes (no terminating NUL).
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
+    }
+
+    /// The path as a C string, for `*at` calls.
+    pub fn as_c_str(&self) -> &CStr {
+        CStr::from_bytes_with_nul(&self.bytes[..=self.len]).expect("hex and '/' hold no NUL")
+    }
+
+    /// The fan-out directory's name (`hh`), as a C string.
+    pub fn fan_out(&self) -> &CStr {
+        CStr::from_bytes_with_nul(&self.fan_out).expect("hex holds no NUL")
     }
 }
 
@@ -113,6 +127,8 @@ mod tests {
         for function in DigestFunction::ALL {
             let digest = function.hash_bytes(b"abc");
             let relative = RelativeObjectPath::new(&digest);
+            assert_eq!(relative.as_c_str().to_bytes(), relative.as_bytes(), "{function}");
+            assert_eq!(relative.fan_out().to_bytes(), &relative.as_bytes()[..2], "{function}");
             let relative = std::str::from_utf8(relative.as_bytes()).unwrap();
             assert_eq!(layout.objects().join(relative), layout.object_path(&digest), "{function}");
         }

@@ -16,6 +16,7 @@ mod adopt;
 mod error;
 mod layout;
 mod presence;
+mod presence_index;
 mod put;
 mod quota;
 mod read;
@@ -42,6 +43,7 @@ use nix::sys::stat::Mode;
 
 use crate::digest::{Digest, DigestFunction};
 use error::IoContext;
+use presence_index::PresenceIndex;
 use tmp::TmpDir;
 
 /// A content-addressable store rooted at a directory.
@@ -62,6 +64,8 @@ struct Inner {
     tmp: TmpDir,
     /// `cas/objects`, open (`O_PATH`) for lookups relative to it.
     objects_dir: OwnedFd,
+    /// The objects this process knows of ([`presence_index`]).
+    present: PresenceIndex,
     /// A quota policy watching this store, if any ([`quota`]).
     hooks: OnceLock<Arc<dyn StoreHooks>>,
 }
@@ -75,13 +79,16 @@ impl Store {
         fs::create_dir_all(layout.tmp()).at("create directory", layout.tmp())?;
         tmp::remove_abandoned(layout.tmp())?;
         let tmp = TmpDir::create(layout.tmp())?;
-        let usage = AtomicU64::new(scan::total_size(layout.objects())?);
+        let present = PresenceIndex::new();
+        let usage = AtomicU64::new(scan::total_size(layout.objects(), |digest| present.insert(digest))?);
         let empty = function.hash_bytes(&[]);
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let objects_dir = nix::fcntl::open(layout.objects(), flags, Mode::empty())
             .map_err(|errno| StoreError::io("open directory", layout.objects(), errno.into()))?;
         let hooks = OnceLock::new();
-        Ok(Store { inner: Arc::new(Inner { layout, function, empty, usage, tmp, objects_dir, hooks }) })
+        Ok(Store {
+            inner: Arc::new(Inner { layout, function, empty, usage, tmp, objects_dir, present, hooks }),
+        })
     }
 
     /// The store's root directory.
@@ -140,6 +147,35 @@ impl Inner {
     fn sub_usage(&self, bytes: u64) {
         let _ =
             self.usage.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| Some(u.saturating_sub(bytes)));
+    }
+
+    /// `digest`'s object was just created by this process.
+    fn notify_added(&self, digest: &Digest) {
+        self.present.insert(digest);
+        if let Some(hooks) = self.hooks.get() {
+            hooks.added(digest);
+        }
+    }
+
+    /// `digest`'s object was found stored, and used.
+    fn notify_present(&self, digest: &Digest) {
+        self.present.insert(digest);
+        self.notify_used(std::slice::from_ref(digest));
+    }
+
+    /// `digests` were used (those not stored are ignored by the hooks).
+    fn notify_used(&self, digests: &[Digest]) {
+        if let Some(hooks) = self.hooks.get() {
+            hooks.used(digests);
+        }
+    }
+
+    /// `digest`'s object is gone.
+    fn notify_removed(&self, digest: &Digest) {
+        self.present.remove(digest);
+        if let Some(hooks) = self.hooks.get() {
+            hooks.removed(digest);
+        }
     }
 }
 

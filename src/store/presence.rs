@@ -1,8 +1,11 @@
 //! Existence checks: `contains` (no side effect) and `find_missing` (touches what it finds).
 //!
-//! One `fstatat` per digest, relative to the open `cas/objects` directory with a path built on
-//! the stack, plus a `utimensat` for present ones not touched in the last minute, is all it costs.
-//! Large batches are split across threads, since each check is an independent syscall.
+//! `contains` asks the filesystem. `find_missing` first asks the in-memory [`PresenceIndex`]:
+//! a digest it has never seen stored costs no syscall; one it knows costs an `fstatat`, relative
+//! to the open `cas/objects` directory with a path built on the stack, plus a `utimensat` if not
+//! touched in the last minute. Large batches are split across threads.
+//!
+//! [`PresenceIndex`]: super::presence_index::PresenceIndex
 
 use std::os::fd::AsFd;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,11 +34,24 @@ impl Store {
         *digest == self.inner.empty || self.stored_with_size(digest)
     }
 
-    /// The digests of `digests` that are not stored, in order. Present ones are marked used (their
-    /// mtime is the LRU clock, to a minute's grain), as buildbox-casd's FindMissingBlobs does.
+    /// The digests of `digests` that are not stored, in order, as the filesystem says. Present
+    /// ones are marked used (their mtime is the LRU clock, to a minute's grain).
     pub fn find_missing(&self, digests: &[Digest]) -> Vec<Digest> {
+        self.find_missing_with(digests, Trust::Filesystem)
+    }
+
+    /// Like [`Store::find_missing`], for a client deciding what to upload (FindMissingBlobs): a
+    /// digest this process has never seen stored is reported missing without asking the
+    /// filesystem, so a blob another process stored since this one opened the root may be
+    /// reported missing. Uploading it again is harmless; where a false "missing" would not be
+    /// (staging, action results), use [`Store::find_missing`].
+    pub fn find_missing_to_upload(&self, digests: &[Digest]) -> Vec<Digest> {
+        self.find_missing_with(digests, Trust::Index)
+    }
+
+    fn find_missing_with(&self, digests: &[Digest], trust: Trust) -> Vec<Digest> {
         let now = now_seconds();
-        let missing = |digest: &&Digest| !self.present_and_touched(digest, now);
+        let missing = |digest: &&Digest| !self.present_and_touched(digest, now, trust);
         let missing = if digests.len() < PARALLEL_MIN {
             digests.iter().filter(missing).copied().collect()
         } else {
@@ -45,29 +61,42 @@ impl Store {
         missing
     }
 
-    /// Whether the blob is stored; if so, marks it used.
+    /// Whether the blob is stored, as far as this process knows; if so, marks it used.
     pub(crate) fn touch_if_present(&self, digest: &Digest) -> bool {
-        let present = self.present_and_touched(digest, now_seconds());
+        let present = self.present_and_touched(digest, now_seconds(), Trust::Index);
         if present {
-            self.inner.notify_used(std::slice::from_ref(digest));
+            self.inner.notify_present(digest);
         }
         present
     }
 
-    /// Whether the blob is stored; if so, and its mtime is older than [`TOUCH_GRANULARITY`]
-    /// before `now`, sets it to now. A touch that fails (say, on a read-only store) leaves the
-    /// answer unchanged. The empty blob is written if it is missing, so that what is reported
-    /// present can always be read straight from `cas/objects` (as BuildStream does).
-    fn present_and_touched(&self, digest: &Digest, now: i64) -> bool {
+    /// Whether the blob is stored (with [`Trust::Index`]: and known to this process); if so,
+    /// and its mtime is older than [`TOUCH_GRANULARITY`] before `now`, sets it to now. A touch
+    /// that fails (say, on a read-only store) leaves the answer unchanged. The empty blob is
+    /// written if it is missing, so that what is reported present can always be read straight
+    /// from `cas/objects` (as BuildStream does).
+    fn present_and_touched(&self, digest: &Digest, now: i64, trust: Trust) -> bool {
+        let is_empty = *digest == self.inner.empty;
+        if trust == Trust::Index && !is_empty && !self.inner.present.may_contain(digest) {
+            return false;
+        }
         let relative = RelativeObjectPath::new(digest);
         match self.stat_object(&relative, digest) {
             Some(mtime) => {
+                if trust == Trust::Filesystem {
+                    self.inner.present.insert(digest);
+                }
                 if now.saturating_sub(mtime) >= TOUCH_GRANULARITY {
                     let _ = touch_at(self.inner.objects_dir.as_fd(), relative.as_bytes());
                 }
                 true
             }
-            None => *digest == self.inner.empty && self.writer(None).and_then(|w| w.commit()).is_ok(),
+            None if is_empty => self.writer(None).and_then(|w| w.commit()).is_ok(),
+            None => {
+                // Removed behind this process's back.
+                self.inner.present.remove(digest);
+                false
+            }
         }
     }
 
@@ -85,6 +114,15 @@ impl Store {
             })
             .map(|s| s.st_mtime)
     }
+}
+
+/// Which source an absence is taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// Every digest is looked up on disk.
+    Filesystem,
+    /// A digest missing from the presence index is taken as absent.
+    Index,
 }
 
 /// Seconds since the epoch.

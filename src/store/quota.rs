@@ -85,22 +85,4 @@ impl Inner {
             _ => Ok(()),
         }
     }
-
-    pub(super) fn notify_added(&self, digest: &Digest) {
-        if let Some(hooks) = self.hooks.get() {
-            hooks.added(digest);
-        }
-    }
-
-    pub(super) fn notify_used(&self, digests: &[Digest]) {
-        if let Some(hooks) = self.hooks.get() {
-            hooks.used(digests);
-        }
-    }
-
-    pub(super) fn notify_removed(&self, digest: &Digest) {
-        if let Some(hooks) = self.hooks.get() {
-            hooks.removed(digest);
-        }
-    }
 }

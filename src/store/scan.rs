@@ -40,13 +40,16 @@ impl Store {
     }
 }
 
-/// The total length of the objects under `objects`.
-pub fn total_size(objects: &Path) -> Result<u64> {
+/// The total length of the objects under `objects`; `found` is called with each one's digest.
+pub fn total_size(objects: &Path, found: impl Fn(&Digest) + Sync) -> Result<u64> {
     fan_outs(objects)?
         .into_par_iter()
         .map(|fan_out| {
             let mut total = 0;
-            scan_fan_out(objects, &fan_out, |object| total += object.digest.size())?;
+            scan_fan_out(objects, &fan_out, |object| {
+                found(&object.digest);
+                total += object.digest.size();
+            })?;
             Ok(total)
         })
         .try_reduce(|| 0, |a, b| Ok(a + b))

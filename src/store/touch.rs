@@ -3,18 +3,10 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::AT_FDCWD;
 use nix::sys::stat::{UtimensatFlags, futimens, utimensat};
 use nix::sys::time::TimeSpec;
-
-/// Sets the access and modification times of the object at `path` to now.
-pub fn touch_path(path: &Path) -> io::Result<()> {
-    let now = TimeSpec::UTIME_NOW;
-    utimensat(AT_FDCWD, path, &now, &now, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)
-}
 
 /// Sets the access and modification times of the object at `relative` under `dir` to now.
 pub fn touch_at(dir: BorrowedFd<'_>, relative: &[u8]) -> io::Result<()> {

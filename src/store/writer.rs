@@ -8,14 +8,19 @@
 //! partial object, but a power loss may leave a linked object whose data never reached the disk.
 //! `rebox cas verify` finds such objects.
 
-use std::fs::{self, File, Permissions};
+use std::ffi::CStr;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
+use nix::errno::Errno;
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{Mode, fstatat, mkdirat};
+
 use super::error::{IoContext, Result, StoreError};
-use super::touch::{is_denied, touch_path};
+use super::layout::RelativeObjectPath;
+use super::tmp::TempFile;
+use super::touch::{is_denied, touch_at};
 use super::{Inner, Store};
 use crate::digest::{Digest, Hasher};
 
@@ -32,9 +37,7 @@ pub struct BlobWriter {
     store: Arc<Inner>,
     expected: Option<Digest>,
     hasher: Hasher,
-    file: File,
-    /// The temporary file; `None` once it has been published or removed.
-    temp: Option<PathBuf>,
+    temp: TempFile,
 }
 
 impl Store {
@@ -46,13 +49,12 @@ impl Store {
             // Refuse early what cannot fit, rather than after receiving it all.
             self.inner.admit(expected.size(), || self.contains(expected))?;
         }
-        let (temp, file) = self.inner.tmp.create_file()?;
+        let temp = self.inner.tmp.create_file(OBJECT_MODE)?;
         Ok(BlobWriter {
             store: Arc::clone(&self.inner),
             expected,
             hasher: self.inner.function.hasher(),
-            file,
-            temp: Some(temp),
+            temp,
         })
     }
 }
@@ -64,7 +66,7 @@ impl BlobWriter {
         if let Some(expected) = self.expected.filter(|e| written > e.size()) {
             return Err(StoreError::SizeMismatch { expected, actual: written, path: None });
         }
-        self.file.write_all(data).at("write temporary file", self.temp_path())?;
+        self.temp.file().write_all(data).at("write temporary file", self.temp.display_path())?;
         self.hasher.update(data);
         Ok(())
     }
@@ -76,7 +78,7 @@ impl BlobWriter {
 
     /// Verifies the content against the expected digest, if any, and publishes it as an object.
     /// Returns the blob's digest. Succeeds too if the object was already present.
-    pub fn commit(mut self) -> Result<Digest> {
+    pub fn commit(self) -> Result<Digest> {
         let actual = self.hasher.clone().finish();
         if let Some(expected) = self.expected {
             if actual.size() != expected.size() {
@@ -86,26 +88,9 @@ impl BlobWriter {
                 return Err(StoreError::DigestMismatch { expected, actual: Box::new(actual), path: None });
             }
         }
-        let temp = self.temp_path().to_owned();
-        self.file.set_permissions(Permissions::from_mode(OBJECT_MODE)).at("set mode of", &temp)?;
-        publish(&self.store, &temp, &actual)?;
-        self.temp = None;
-        // The link (or the object already there) holds the content now.
-        fs::remove_file(&temp).at("remove temporary file", &temp)?;
+        // Dropping the temporary file afterwards leaves the content in the object alone.
+        publish(&self.store, &actual, |dir, name| self.temp.link_at(dir, name))?;
         Ok(actual)
-    }
-
-    fn temp_path(&self) -> &Path {
-        self.temp.as_deref().unwrap_or(Path::new("(published)"))
-    }
-}
-
-impl Drop for BlobWriter {
-    fn drop(&mut self) {
-        if let Some(temp) = self.temp.take() {
-            // Best effort: the next store to open the root removes any leftover.
-            let _ = fs::remove_file(temp);
-        }
     }
 }
 
@@ -122,45 +107,65 @@ impl Write for BlobWriter {
     }
 }
 
-/// Links the verified temporary file `temp` as the object for `digest`, without ever replacing
-/// a good object, and counts it in the usage if this call created it.
-fn publish(store: &Inner, temp: &Path, digest: &Digest) -> Result<()> {
-    let object = store.layout.object_path(digest);
-    store.admit(digest.size(), || fs::symlink_metadata(&object).is_ok_and(|m| m.len() == digest.size()))?;
+/// Publishes verified content as the object for `digest`: `link` gives it a name (relative to
+/// `cas/objects`) and must fail with `EEXIST` if the name is taken. Never replaces a good object;
+/// counts the object in the usage if this call created it.
+pub(super) fn publish(
+    store: &Inner,
+    digest: &Digest,
+    link: impl Fn(std::os::fd::BorrowedFd<'_>, &CStr) -> io::Result<()>,
+) -> Result<()> {
+    let relative = RelativeObjectPath::new(digest);
+    let name = relative.as_c_str();
+    let objects = store.objects_dir.as_fd();
+    let object = || store.layout.object_path(digest);
+    store.admit(digest.size(), || stored_size(store, name) == Some(digest.size()))?;
     for _ in 0..PUBLISH_ATTEMPTS {
-        match fs::hard_link(temp, &object) {
+        match link(objects, name) {
             Ok(()) => {
                 store.add_usage(digest.size());
                 store.notify_added(digest);
                 return Ok(());
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let fan_out = object.parent().expect("object paths have a fan-out directory");
-                fs::create_dir_all(fan_out).at("create directory", fan_out)?;
+                match mkdirat(objects, relative.fan_out(), Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(errno) => return Err(StoreError::io("create directory", object(), errno.into())),
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let existing = fs::symlink_metadata(&object);
-                if existing.as_ref().is_ok_and(|m| m.is_file() && m.len() == digest.size()) {
+                let existing = stored_size(store, name);
+                if existing == Some(digest.size()) {
                     // Already stored (by an earlier or a concurrent writer): this use counts as an
                     // access for the LRU clock.
-                    store.notify_used(std::slice::from_ref(digest));
-                    return match touch_path(&object) {
-                        Err(e) if !is_denied(&e) => Err(StoreError::io("touch", object, e)),
+                    store.notify_present(digest);
+                    return match touch_at(objects, relative.as_bytes()) {
+                        Err(e) if !is_denied(&e) => Err(StoreError::io("touch", object(), e)),
                         _ => Ok(()),
                     };
                 }
                 // Something else is in the way (a truncated or tampered object): remove it and
                 // link again. Concurrent writers may race here; only one removal and one link win.
-                if let Ok(existing) = existing {
-                    match fs::remove_file(&object) {
-                        Ok(()) => store.sub_usage(existing.len()),
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(StoreError::io("remove corrupt object", object, e)),
+                if let Some(existing) = existing {
+                    match nix::unistd::unlinkat(objects, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+                        Ok(()) => store.sub_usage(existing),
+                        Err(Errno::ENOENT) => {}
+                        Err(errno) => {
+                            return Err(StoreError::io("remove corrupt object", object(), errno.into()));
+                        }
                     }
                 }
             }
-            Err(e) => return Err(StoreError::io("link object", object, e)),
+            Err(e) => return Err(StoreError::io("link object", object(), e)),
         }
     }
-    Err(StoreError::io("link object", object, io::Error::other("it kept changing under this writer")))
+    Err(StoreError::io("link object", object(), io::Error::other("it kept changing under this writer")))
+}
+
+/// The length of the regular file at `name` under `cas/objects`, if there is one.
+fn stored_size(store: &Inner, name: &CStr) -> Option<u64> {
+    let stat = fstatat(store.objects_dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+    let is_file = nix::sys::stat::SFlag::from_bits_truncate(stat.st_mode) & nix::sys::stat::SFlag::S_IFMT
+        == nix::sys::stat::SFlag::S_IFREG;
+    is_file.then(|| u64::try_from(stat.st_size).unwrap_or(0))
 }

@@ -132,8 +132,8 @@ fn authority_becomes_localhost_and_everything_else_is_kept() {
 fn huffman_coded_and_indexed_authorities_from_rfc_7541() {
     // RFC 7541 C.4.1 and C.4.2: two requests; the second refers to the first's authority
     // ("www.example.com", Huffman-coded) through the dynamic table.
-    let first = hex::decode("828684418cf1e3c2e5f23a6ba0ab90f4ff").unwrap();
-    let second = hex::decode("828684be5886a8eb10649cbf").unwrap();
+    let first = const_hex::decode("828684418cf1e3c2e5f23a6ba0ab90f4ff").unwrap();
+    let second = const_hex::decode("828684be5886a8eb10649cbf").unwrap();
     let mut input = PREFACE.to_vec();
     input.extend(frame(HEADERS, END_HEADERS, 1, &first));
     input.extend(frame(HEADERS, END_HEADERS, 3, &second));

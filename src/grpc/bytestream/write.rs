@@ -157,7 +157,7 @@ fn run_writer(
     mut pieces: mpsc::Receiver<Piece>,
 ) -> Result<Outcome, Status> {
     // find_missing marks a present blob used, as the upload counts as a use.
-    if store.find_missing(std::slice::from_ref(&key.digest)).is_empty() {
+    if store.find_missing_to_upload(std::slice::from_ref(&key.digest)).is_empty() {
         uploads.discard(key);
         return Ok(Outcome::AlreadyPresent);
     }

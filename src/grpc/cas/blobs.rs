@@ -37,7 +37,7 @@ pub async fn find_missing(
                     .map_err(|e| Status::invalid_argument(format!("blob_digests[{index}]: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let missing = store.find_missing(&digests);
+        let missing = store.find_missing_to_upload(&digests);
         // `missing` is an in-order subsequence of `digests`: hand back the request's own messages.
         let mut next_missing = missing.iter().peekable();
         Ok::<Vec<_>, Status>(
