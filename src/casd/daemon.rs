@@ -82,7 +82,10 @@ async fn serve(
     let mut servers = JoinSet::new();
     let mut sockets = Vec::new();
     for (address, listener) in listeners {
-        let router = Server::builder().add_routes(routes.clone());
+        let router = Server::builder()
+            .initial_stream_window_size(grpc::STREAM_WINDOW)
+            .initial_connection_window_size(grpc::CONNECTION_WINDOW)
+            .add_routes(routes.clone());
         let mut stopped = stopped.clone();
         let signal = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
