@@ -277,6 +277,19 @@ fn find_missing_sees_objects_removed_or_added_behind_the_stores_back() {
 }
 
 #[test]
+fn a_store_opened_without_a_scan_asks_the_filesystem() {
+    let root = tempfile::tempdir().unwrap();
+    let before = open(root.path()).put_bytes(b"stored before").unwrap();
+    let store = Store::open_unscanned(root.path(), DigestFunction::Sha256).unwrap();
+    assert_eq!(store.usage(), 0, "no scan: only this process's own writes are counted");
+    let later = open(root.path()).put_bytes(b"stored by another process later").unwrap();
+    let absent = DigestFunction::Sha256.hash_bytes(b"absent");
+    assert_eq!(store.find_missing_to_upload(&[before, later, absent]), [absent]);
+    store.put_bytes(b"own").unwrap();
+    assert_eq!(store.usage(), 3);
+}
+
+#[test]
 fn opening_a_blob_touches_it() {
     let root = tempfile::tempdir().unwrap();
     let store = open(root.path());

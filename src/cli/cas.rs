@@ -85,11 +85,11 @@ fn execute(args: CasArgs) -> Result<ExitCode, CasError> {
         None => default_cas_dir().ok_or(CasError::NoCasDir)?,
     };
     match args.command {
-        CasCommand::Put { inputs } => put(&Store::open(&root, function)?, &inputs),
+        CasCommand::Put { inputs } => put(&Store::open_unscanned(&root, function)?, &inputs),
         CasCommand::Cat { digest } => {
             // Parsed before opening (and perhaps creating) the store.
             let digest = parse_digest(&digest, function)?;
-            cat(&Store::open(&root, function)?, &digest)
+            cat(&Store::open_unscanned(&root, function)?, &digest)
         }
         CasCommand::Verify => verify(&Store::open(&root, function)?),
     }

@@ -64,23 +64,42 @@ struct Inner {
     tmp: TmpDir,
     /// `cas/objects`, open (`O_PATH`) for lookups relative to it.
     objects_dir: OwnedFd,
-    /// The objects this process knows of ([`presence_index`]).
-    present: PresenceIndex,
+    /// The objects this process knows of ([`presence_index`]); `None` when the store was opened
+    /// without a scan, and every lookup asks the filesystem.
+    present: Option<PresenceIndex>,
     /// A quota policy watching this store, if any ([`quota`]).
     hooks: OnceLock<Arc<dyn StoreHooks>>,
 }
 
 impl Store {
-    /// Opens (creating if need be) the store at `root`, hashing with `function`. Removes what dead
-    /// writers left in `cas/tmp` and counts the objects' total size.
+    /// Opens (creating if need be) the store at `root`, hashing with `function`, for a long-lived
+    /// process (the daemon). Removes what dead writers left in `cas/tmp`, counts the objects'
+    /// total size and indexes them (a parallel scan of `cas/objects`).
     pub fn open(root: &Path, function: DigestFunction) -> Result<Store> {
+        Self::open_with(root, function, true)
+    }
+
+    /// Like [`Store::open`], without the scan, for a short-lived process (one action, one
+    /// command): opening costs the same whatever the store holds. [`Store::usage`] then counts
+    /// only what this process stored and removed, and every lookup asks the filesystem.
+    pub fn open_unscanned(root: &Path, function: DigestFunction) -> Result<Store> {
+        Self::open_with(root, function, false)
+    }
+
+    fn open_with(root: &Path, function: DigestFunction, scan: bool) -> Result<Store> {
         let layout = Layout::new(root);
         fs::create_dir_all(layout.objects()).at("create directory", layout.objects())?;
         fs::create_dir_all(layout.tmp()).at("create directory", layout.tmp())?;
         tmp::remove_abandoned(layout.tmp())?;
         let tmp = TmpDir::create(layout.tmp())?;
-        let present = PresenceIndex::new();
-        let usage = AtomicU64::new(scan::total_size(layout.objects(), |digest| present.insert(digest))?);
+        let (present, usage) = if scan {
+            let present = PresenceIndex::new();
+            let usage = scan::total_size(layout.objects(), |digest| present.insert(digest))?;
+            (Some(present), usage)
+        } else {
+            (None, 0)
+        };
+        let usage = AtomicU64::new(usage);
         let empty = function.hash_bytes(&[]);
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let objects_dir = nix::fcntl::open(layout.objects(), flags, Mode::empty())
@@ -151,7 +170,9 @@ impl Inner {
 
     /// `digest`'s object was just created by this process.
     fn notify_added(&self, digest: &Digest) {
-        self.present.insert(digest);
+        if let Some(present) = &self.present {
+            present.insert(digest);
+        }
         if let Some(hooks) = self.hooks.get() {
             hooks.added(digest);
         }
@@ -159,7 +180,9 @@ impl Inner {
 
     /// `digest`'s object was found stored, and used.
     fn notify_present(&self, digest: &Digest) {
-        self.present.insert(digest);
+        if let Some(present) = &self.present {
+            present.insert(digest);
+        }
         self.notify_used(std::slice::from_ref(digest));
     }
 
@@ -172,7 +195,9 @@ impl Inner {
 
     /// `digest`'s object is gone.
     fn notify_removed(&self, digest: &Digest) {
-        self.present.remove(digest);
+        if let Some(present) = &self.present {
+            present.remove(digest);
+        }
         if let Some(hooks) = self.hooks.get() {
             hooks.removed(digest);
         }

@@ -77,14 +77,15 @@ impl Store {
     /// from `cas/objects` (as BuildStream does).
     fn present_and_touched(&self, digest: &Digest, now: i64, trust: Trust) -> bool {
         let is_empty = *digest == self.inner.empty;
-        if trust == Trust::Index && !is_empty && !self.inner.present.may_contain(digest) {
+        let index = self.inner.present.as_ref();
+        if trust == Trust::Index && !is_empty && index.is_some_and(|index| !index.may_contain(digest)) {
             return false;
         }
         let relative = RelativeObjectPath::new(digest);
         match self.stat_object(&relative, digest) {
             Some(mtime) => {
-                if trust == Trust::Filesystem {
-                    self.inner.present.insert(digest);
+                if let Some(index) = index.filter(|_| trust == Trust::Filesystem) {
+                    index.insert(digest);
                 }
                 if now.saturating_sub(mtime) >= TOUCH_GRANULARITY {
                     let _ = touch_at(self.inner.objects_dir.as_fd(), relative.as_bytes());
@@ -94,7 +95,9 @@ impl Store {
             None if is_empty => self.writer(None).and_then(|w| w.commit()).is_ok(),
             None => {
                 // Removed behind this process's back.
-                self.inner.present.remove(digest);
+                if let Some(index) = index {
+                    index.remove(digest);
+                }
                 false
             }
         }
