@@ -6,9 +6,11 @@
 //! ROOT/actioncache/tmp/                                                  entries being written
 //! ```
 //! Entries are keyed by the action digest's hash (the size is not part of the path, as in
-//! buildbox-casd). An update writes a temporary file and renames it over the entry, so a reader
-//! sees the old result or the new one, never a mix; the last update wins. The directories are
-//! created on the first update.
+//! buildbox-casd). An update writes an anonymous file (`O_TMPFILE`), names it in `tmp` and
+//! renames it over the entry at once, so a reader sees the old result or the new one, never a
+//! mix, and the last update wins; a writer killed mid-way leaves at most a named `rebox-*` file
+//! between two syscalls, which a later update removes once it is a minute old. The directories
+//! are created on the first update.
 //!
 //! A result is only a hit if every blob it refers to is still in the CAS ([`complete`]): expiry
 //! may have removed outputs since the result was stored, and a hit whose outputs can't be fetched
@@ -16,12 +18,13 @@
 
 mod complete;
 mod error;
+mod temp;
 
 pub use complete::{Missing, check_well_formed, referenced_blobs};
 pub use error::ActionCacheError;
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use prost::Message;
@@ -104,13 +107,12 @@ impl ActionCache {
         let fan_out = path.parent().expect("entry paths have a fan-out directory");
         create_dir(fan_out)?;
         create_dir(&self.tmp)?;
-        let mut temp = tempfile::Builder::new()
-            .prefix("rebox-")
-            .tempfile_in(&self.tmp)
-            .map_err(|e| ActionCacheError::io("create temporary file in", &self.tmp, e))?;
-        temp.write_all(&result.encode_to_vec()).map_err(|e| ActionCacheError::io("write", temp.path(), e))?;
-        temp.persist(&path).map_err(|e| ActionCacheError::io("rename temporary file to", &path, e.error))?;
-        Ok(())
+        temp::remove_stale(&self.tmp);
+        let temp = temp::write_named(&self.tmp, &result.encode_to_vec())?;
+        fs::rename(&temp, &path).map_err(|e| {
+            let _ = fs::remove_file(&temp);
+            ActionCacheError::io("rename temporary file to", &path, e)
+        })
     }
 }
 
