@@ -75,3 +75,77 @@ pub struct Run {
     pub stdout: String,
     pub stderr: String,
 }
+
+/// A static C helper for what busybox cannot do (terminal ioctls, raw ids), built once with gcc.
+///
+/// `helper tiocsti`: creates a pty inside, makes it the controlling terminal, tries TIOCSTI and
+/// prints `TIOCSTI ok` or `TIOCSTI errno N`. `helper ids`: prints `ruid euid`.
+pub fn c_helper() -> &'static Path {
+    static HELPER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HELPER.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("rebox-userns-helper-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let source = dir.join("helper.c");
+        std::fs::write(&source, HELPER_C).unwrap();
+        let binary = dir.join("helper");
+        let status = std::process::Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .status()
+            .expect("gcc is installed");
+        assert!(status.success(), "gcc -static failed");
+        binary
+    })
+}
+
+const HELPER_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "ids") == 0) {
+        printf("%d %d\n", (int)getuid(), (int)geteuid());
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "tiocsti") == 0) {
+        if (setsid() < 0) { perror("setsid"); return 2; }
+        int master = open("/dev/ptmx", O_RDWR | O_NOCTTY);
+        if (master < 0) { perror("open /dev/ptmx"); return 2; }
+        if (grantpt(master) < 0 || unlockpt(master) < 0) { perror("unlockpt"); return 2; }
+        int slave = open(ptsname(master), O_RDWR);
+        if (slave < 0) { perror("open slave"); return 2; }
+        if (ioctl(slave, TIOCSCTTY, 0) < 0) { perror("TIOCSCTTY"); return 2; }
+        char c = 'x';
+        if (ioctl(slave, TIOCSTI, &c) == 0) { printf("TIOCSTI ok\n"); return 0; }
+        printf("TIOCSTI errno %d\n", errno);
+        return 0;
+    }
+    return 3;
+}
+"#;
+
+/// Processes on the host whose command line is exactly `argv`.
+pub fn host_processes_with_cmdline(argv: &[&str]) -> Vec<u32> {
+    let mut wanted = Vec::new();
+    for arg in argv {
+        wanted.extend_from_slice(arg.as_bytes());
+        wanted.push(0);
+    }
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+        .collect()
+}
+
+/// Whether the tests run as root on the host (some need to mount on the host).
+pub fn host_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
