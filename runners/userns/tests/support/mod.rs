@@ -83,7 +83,8 @@ pub struct Run {
 pub fn c_helper() -> &'static Path {
     static HELPER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     HELPER.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("rebox-userns-helper-{}", std::process::id()));
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("userns-helper-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let source = dir.join("helper.c");
         std::fs::write(&source, HELPER_C).unwrap();
@@ -115,7 +116,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "tiocsti") == 0) {
-        if (setsid() < 0) { perror("setsid"); return 2; }
+        /* Already a session leader when the runner started a session for us. */
+        if (setsid() < 0 && getsid(0) != getpid()) { perror("setsid"); return 2; }
         int master = open("/dev/ptmx", O_RDWR | O_NOCTTY);
         if (master < 0) { perror("open /dev/ptmx"); return 2; }
         if (grantpt(master) < 0 || unlockpt(master) < 0) { perror("unlockpt"); return 2; }
