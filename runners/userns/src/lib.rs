@@ -46,8 +46,12 @@ mod net;
 mod paths;
 mod plan;
 mod procfs;
+#[cfg(test)]
+mod recording;
 mod report;
 mod rootfs;
+#[cfg(test)]
+mod rootfs_tests;
 mod seccomp;
 mod spawn;
 mod stdio;
