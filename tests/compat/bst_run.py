@@ -8,7 +8,8 @@ holding `buildbox-casd` and `buildbox-run` symlinks, caches and logs in temp dir
 Each runs `bst build d.bst` (b.bst is built as build-uid/build-gid 1000, from its `sandbox:`
 config), `bst artifact checkout --deps run`, and then `bst shell shell.bst -- sh -c SCRIPT`
 non-interactively (stdin /dev/null) twice: once printing what the shell's sandbox sees of the
-artifacts, once exiting 3. Checked: processes ran as our buildbox-casd and buildbox-run; each
+artifacts, once exiting 3. Checked: processes ran as our buildbox-casd and buildbox-run (in the
+build and in the shell); each
 checkout holds what the elements must produce and is identical to the oracle's (names, kinds,
 modes, contents, symlink targets); the shell's output (in shell.bst, a stack of base.bst and d.bst)
 holds the expected lines and equals the oracle's; `bst shell` passes the command's exit status on, as with the oracle.
@@ -23,13 +24,14 @@ import subprocess
 import sys
 import tempfile
 
-from bst_build import BUILD_TIMEOUT, TARGET, BstSession, check_checkout, end_tree, tail_logs
+from bst_build import BUILD_TIMEOUT, TARGET, BstSession, ProcessWatcher, check_checkout, end_tree, is_elf, tail_logs
 from casd import HarnessError, bundled_buildbox
 from trees import describe_local, diff
 
 SHELL_TIMEOUT = 120
 SHELL_TARGET = "shell.bst"  # a stack of base.bst and d.bst: d's artifacts and a userland
 SHELL_SCRIPT = """
+sleep 1  # long enough for the harness to see the runner in /proc
 echo SHELL-BEGIN
 id -u
 cat /usr/share/b/uid.txt /usr/share/a/alpha.txt
@@ -42,12 +44,15 @@ echo SHELL-END
 SHELL_EXPECT = ["SHELL-BEGIN", "1000", "alpha", "200", "b-tool", "a-tool: from-shell", "SHELL-END"]
 
 
-def shell(session, script, log_name):
+def shell(session, script, log_name, must_see_runner=False):
     """`bst shell SHELL_TARGET -- sh -c SCRIPT` with stdin /dev/null: (exit status, the command's
-    output between the SHELL-BEGIN and SHELL-END lines, or all of it without them)."""
+    output between the SHELL-BEGIN and SHELL-END lines, or all of it without them). With
+    `must_see_runner` (for a script that lasts a while) a process must run as our buildbox-run."""
     log = os.path.join(session.root, log_name)
     session.logs.append(log)
     argv = session.bst + ["shell", SHELL_TARGET, "--", "sh", "-c", script]
+    watcher = ProcessWatcher([session.tool("buildbox-run")])
+    watcher.start()
     with open(log, "wb") as err:
         process = subprocess.Popen(
             argv, env=session.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
@@ -59,6 +64,11 @@ def shell(session, script, log_name):
             raise HarnessError(
                 f"{session.name}: bst shell timed out after {SHELL_TIMEOUT}s\n{tail_logs(session.root, session.logs)}"
             )
+        finally:
+            watcher.done.set()
+            watcher.join()
+    if must_see_runner and not watcher.seen and is_elf(session.runner):
+        raise HarnessError(f"{session.name}: bst shell ran no process as {session.tool('buildbox-run')}")
     text = out.decode(errors="replace")
     lines = text.splitlines()
     if "SHELL-BEGIN" in lines and "SHELL-END" in lines:
@@ -86,7 +96,7 @@ def run_config(name, casd, runner, workdir):
     session = BstSession(name, casd, runner, workdir)
     checkout = describe_local(session.build())
     session.run(["build", SHELL_TARGET], "bst-build-shell.log", BUILD_TIMEOUT)
-    code, lines = shell(session, SHELL_SCRIPT, "bst-shell.log")
+    code, lines = shell(session, SHELL_SCRIPT, "bst-shell.log", must_see_runner=True)
     problems = check_shell(name, code, lines)
     failing, _ = shell(session, "exit 3", "bst-shell-exit.log")
     if problems:

@@ -203,7 +203,10 @@ def execute(daemon, spec, runner, action_path):
     if spec.max_seconds is not None and run.seconds > spec.max_seconds:
         raise HarnessError(f"{daemon.name}: {spec.name}: the runner took {run.seconds:.1f}s (> {spec.max_seconds}s)")
     if spec.no_process_left:
-        left = processes_holding(spec.no_process_left)
+        # Killed processes may linger for a moment while the kernel tears the sandbox down.
+        deadline = time.monotonic() + 2
+        while (left := processes_holding(spec.no_process_left)) and time.monotonic() < deadline:
+            time.sleep(0.02)
         if left:
             raise HarnessError(f"{daemon.name}: {spec.name}: processes left after the runner exited: {left}")
     return summarise(run.result, run.stdout), run.result

