@@ -151,16 +151,24 @@ def fill_store(binary, workdir, blobs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--candidate", default=bundled_buildbox("buildbox-run"), help="the candidate runner")
-    parser.add_argument("--candidate-casd", help="the candidate daemon (default: the candidate if rebox, else buildbox-casd)")
+    parser.add_argument(
+        "--candidate-casd", help="the candidate daemon (default: the candidate if rebox, else buildbox-casd)"
+    )
     parser.add_argument("--baseline-run", default=bundled_buildbox("buildbox-run"))
     parser.add_argument("--baseline-casd", default=bundled_buildbox("buildbox-casd"))
     parser.add_argument("--runs", type=int, default=20, help="measured runs per configuration (default 20)")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured runs first (default 2)")
     parser.add_argument("--rss-runs", type=int, default=3, help="runs under `time` for peak RSS (default 3)")
-    parser.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None, help="where caches go")
-    parser.add_argument("--stager", choices=["fuse", "hardlink"], default="fuse", help="buildbox-casd's stager")
+    parser.add_argument(
+        "--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None, help="where caches go"
+    )
+    parser.add_argument(
+        "--stager", choices=["fuse", "hardlink"], default="fuse", help="buildbox-casd's stager"
+    )
     parser.add_argument("--json", help="also write the raw figures here")
     args = parser.parse_args()
 
@@ -184,13 +192,20 @@ def main():
             configs.append(Config(name, [runner, f"--remote={daemon.url}"], workdir))
         if rebox:
             store = fill_store(candidate_casd, workdir, blobs)
-            configs.insert(2, Config("embedded", [os.path.abspath(args.candidate), "run", f"--cas-dir={store}"], workdir))
+            configs.insert(
+                2, Config("embedded", [os.path.abspath(args.candidate), "run", f"--cas-dir={store}"], workdir)
+            )
         fs = os.popen(f"stat -f -c %T {workdir}").read().strip()
         print(
             f"run bench: `true`, 3-file root; candidate {args.candidate}, candidate casd {candidate_casd}\n"
-            f"  {args.runs} runs each after {args.warmup} warm-up, interleaved {' '.join(c.name for c in configs)}; "
+            f"  {args.runs} runs each after {args.warmup} warm-up, "
+            f"interleaved {' '.join(c.name for c in configs)}; "
             f"caches in {workdir} ({fs}); buildbox-casd stager {args.stager}"
-            + ("" if rebox else "\n  embedded: skipped (the candidate is not rebox; buildbox-run has no embedded store)")
+            + (
+                ""
+                if rebox
+                else "\n  embedded: skipped (the candidate is not rebox; buildbox-run has no embedded store)"
+            )
         )
         for round_ in range(args.warmup + args.runs):
             for config in configs:
@@ -211,7 +226,10 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
 
     baseline = statistics.median(configs[-1].times)
-    print(f"\n{'configuration':16} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>7} {'peak RSS MiB':>13}  target")
+    print(
+        f"\n{'configuration':16} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>7} "
+        f"{'peak RSS MiB':>13}  target"
+    )
     for config in configs:
         median = statistics.median(config.times)
         ratio = median / baseline
@@ -219,7 +237,8 @@ def main():
         if config.name in ("run+casd", "embedded"):
             target = f"<= {TARGET_RATIO} {'met' if ratio <= TARGET_RATIO else 'NOT met'}"
         print(
-            f"{config.name:16} {median * 1e3:10.1f} {min(config.times) * 1e3:8.1f} {max(config.times) * 1e3:8.1f} "
+            f"{config.name:16} {median * 1e3:10.1f} "
+            f"{min(config.times) * 1e3:8.1f} {max(config.times) * 1e3:8.1f} "
             f"{ratio:7.2f} {max(config.rss_kib) / 1024:13.1f}  {target}"
         )
     if args.json:

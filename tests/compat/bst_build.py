@@ -197,7 +197,9 @@ class BstSession:
         for tool in ("buildbox-casd", "buildbox-run"):
             found = shutil.which(tool, path=self.env["PATH"])
             if found != self.tool(tool):
-                raise HarnessError(f"{self.name}: {tool} on BuildStream's PATH is {found}, not {self.tool(tool)}")
+                raise HarnessError(
+                    f"{self.name}: {tool} on BuildStream's PATH is {found}, not {self.tool(tool)}"
+                )
 
     def build(self):
         """`bst build` then `bst artifact checkout --deps run`; returns the checkout's directory.

@@ -11,8 +11,9 @@ non-interactively (stdin /dev/null) twice: once printing what the shell's sandbo
 artifacts, once exiting 3. Checked: processes ran as our buildbox-casd and buildbox-run (in the
 build and in the shell); each
 checkout holds what the elements must produce and is identical to the oracle's (names, kinds,
-modes, contents, symlink targets); the shell's output (in shell.bst, a stack of base.bst and d.bst)
-holds the expected lines and equals the oracle's; `bst shell` passes the command's exit status on, as with the oracle.
+modes, contents, symlink targets); the shell's output (in shell.bst, a stack of base.bst and
+d.bst) holds the expected lines and equals the oracle's; `bst shell` passes the command's exit
+status on, as with the oracle.
 
     bst_run.py --run PATH --casd PATH [--workdir DIR] [--keep]
 """
@@ -24,7 +25,16 @@ import subprocess
 import sys
 import tempfile
 
-from bst_build import BUILD_TIMEOUT, TARGET, BstSession, ProcessWatcher, check_checkout, end_tree, is_elf, tail_logs
+from bst_build import (
+    BUILD_TIMEOUT,
+    TARGET,
+    BstSession,
+    ProcessWatcher,
+    check_checkout,
+    end_tree,
+    is_elf,
+    tail_logs,
+)
 from casd import HarnessError, bundled_buildbox
 from trees import describe_local, diff
 
@@ -62,7 +72,8 @@ def shell(session, script, log_name, must_see_runner=False):
         except subprocess.TimeoutExpired:
             end_tree(process)
             raise HarnessError(
-                f"{session.name}: bst shell timed out after {SHELL_TIMEOUT}s\n{tail_logs(session.root, session.logs)}"
+                f"{session.name}: bst shell timed out after {SHELL_TIMEOUT}s\n"
+                + tail_logs(session.root, session.logs)
             )
         finally:
             watcher.done.set()
@@ -140,9 +151,13 @@ def main():
                     + "\n".join(differences[:40])
                 )
             if lines != oracle_shell:
-                problems.append(f"{name}: bst shell printed\n  {lines!r}\n  the oracle's:\n  {oracle_shell!r}")
+                problems.append(
+                    f"{name}: bst shell printed\n  {lines!r}\n  the oracle's:\n  {oracle_shell!r}"
+                )
             if failing != oracle_failing:
-                problems.append(f"{name}: bst shell -- exit 3 exited {failing}, with the oracle {oracle_failing}")
+                problems.append(
+                    f"{name}: bst shell -- exit 3 exited {failing}, with the oracle {oracle_failing}"
+                )
         if problems:
             raise HarnessError("\n".join(problems))
         print(

@@ -201,7 +201,9 @@ def execute(daemon, spec, runner, action_path):
             f"{'' if run.result else ' without an ActionResult'}\n{run.stderr[-3000:]}\n{daemon.log_tail()}"
         )
     if spec.max_seconds is not None and run.seconds > spec.max_seconds:
-        raise HarnessError(f"{daemon.name}: {spec.name}: the runner took {run.seconds:.1f}s (> {spec.max_seconds}s)")
+        raise HarnessError(
+            f"{daemon.name}: {spec.name}: the runner took {run.seconds:.1f}s (> {spec.max_seconds}s)"
+        )
     if spec.no_process_left:
         # Killed processes may linger for a moment while the kernel tears the sandbox down.
         deadline = time.monotonic() + 2

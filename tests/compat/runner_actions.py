@@ -115,11 +115,17 @@ def _result(exit_code=None, present=(), absent=(), symlinks=(), files=(), dirs=(
         problems += [f"{p}: captured, should not be" for p in absent if p in entries]
         got_links = {(s.path, s.target) for s in run.result.output_symlinks}
         got_links |= {(s.path, s.target) for s in run.result.output_file_symlinks}
-        problems += [f"output symlink {s} missing (got {sorted(got_links)})" for s in symlinks if s not in got_links]
+        problems += [
+            f"output symlink {s} missing (got {sorted(got_links)})" for s in symlinks if s not in got_links
+        ]
         got_files = {f.path for f in run.result.output_files}
-        problems += [f"{f} not in output_files (got {sorted(got_files)})" for f in files if f not in got_files]
+        problems += [
+            f"{f} not in output_files (got {sorted(got_files)})" for f in files if f not in got_files
+        ]
         got_dirs = {d.path for d in run.result.output_directories}
-        problems += [f"{d} not in output_directories (got {sorted(got_dirs)})" for d in dirs if d not in got_dirs]
+        problems += [
+            f"{d} not in output_directories (got {sorted(got_dirs)})" for d in dirs if d not in got_dirs
+        ]
         return problems
 
     return check

@@ -124,7 +124,9 @@ def main():
             f"{time.monotonic() - started:.1f}s"
         )
     for name, _, _ in configs[1:]:
-        problems += [f"{name} vs oracle: {p}" for p in compare("oracle", results["oracle"], name, results[name])]
+        problems += [
+            f"{name} vs oracle: {p}" for p in compare("oracle", results["oracle"], name, results[name])
+        ]
     print("  known differences (CONTRACTS.md, 'Where BuildBox falls short'); each run behaves:")
     for known in KNOWN_DIFFERENCES:
         seen = ", ".join(f"{name} {verdicts[name].get(known.spec.name) or 'WRONG'}" for name, _, _ in configs)

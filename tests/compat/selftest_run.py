@@ -1,9 +1,9 @@
 """Selftests of the runner steps' checks (run from selftest.py): each is fed a planted difference.
 
 Known-difference judging, `bst shell` output checks, the leftover-process scan, the
-`buildbox-run` link, the /proc watcher, and end to end: a runner that runs the real buildbox-run but adds a line to
-the action's stdout must be caught by run-actions' comparison with the oracle (one action, a few
-seconds with the real buildbox-casd).
+`buildbox-run` link, the /proc watcher, and end to end: a runner that runs the real buildbox-run
+but adds a line to the action's stdout must be caught by run-actions' comparison with the oracle
+(one action, a few seconds with the real buildbox-casd).
 """
 
 import os
@@ -38,8 +38,13 @@ def _known(name):
 def test_known_differences_are_judged(check):
     symlink = _known("output-path-is-symlink")
     aborted = Invocation(1, None, "", "", 0.1)
-    check(judge_difference(symlink, aborted, {}, True) == ("buildbox", []), "known: buildbox's abort not recognised")
-    followed = re_pb2.ActionResult(output_files=[re_pb2.OutputFile(path="link"), re_pb2.OutputFile(path="target")])
+    check(
+        judge_difference(symlink, aborted, {}, True) == ("buildbox", []),
+        "known: buildbox's abort not recognised",
+    )
+    followed = re_pb2.ActionResult(
+        output_files=[re_pb2.OutputFile(path="link"), re_pb2.OutputFile(path="target")]
+    )
     verdict, problems = judge_difference(symlink, Invocation(0, followed, "", "", 0.1), {}, False)
     check(verdict is None and problems, f"known: a followed output symlink was accepted ({verdict})")
     better = re_pb2.ActionResult(
@@ -49,7 +54,9 @@ def test_known_differences_are_judged(check):
     verdict, _ = judge_difference(symlink, Invocation(0, better, "", "", 0.1), {}, False)
     check(verdict == "better", f"known: a captured output symlink judged {verdict}")
     verdict, problems = judge_difference(symlink, Invocation(0, better, "", "", 0.1), {}, True)
-    check(verdict is None and problems, "known: an oracle that no longer behaves as documented went unnoticed")
+    check(
+        verdict is None and problems, "known: an oracle that no longer behaves as documented went unnoticed"
+    )
     timeout = _known("timeout")
     late = {"buildstream/build/early.txt": (), "buildstream/build/late.txt": ()}
     killed_late = Invocation(0, re_pb2.ActionResult(exit_code=0), "", "", 31.0)
@@ -59,7 +66,9 @@ def test_known_differences_are_judged(check):
 
 def test_shell_output_checks(check):
     check(check_shell("t", 0, list(SHELL_EXPECT)) == [], "shell: the expected output reported as wrong")
-    check(len(check_shell("t", 0, [l for l in SHELL_EXPECT if l != "200"])) == 1, "shell: a missing line passed")
+    check(
+        len(check_shell("t", 0, [l for l in SHELL_EXPECT if l != "200"])) == 1, "shell: a missing line passed"
+    )
     check(len(check_shell("t", 255, list(SHELL_EXPECT))) == 1, "shell: a failing bst shell passed")
 
 
@@ -90,7 +99,8 @@ def test_process_watcher_sees_a_runner(check, tmp):
 def test_runner_link_is_named_buildbox_run(check, tmp):
     link = runner_link(sys.executable, tmp)
     check(
-        os.path.basename(link) == "buildbox-run" and os.path.realpath(link) == os.path.realpath(sys.executable),
+        os.path.basename(link) == "buildbox-run"
+        and os.path.realpath(link) == os.path.realpath(sys.executable),
         f"runner link: {link} is not a buildbox-run link to {sys.executable}",
     )
 
@@ -103,7 +113,9 @@ def test_planted_runner_is_caught(check, tmp):
     casd, fuse_dir = bundled_buildbox("buildbox-casd"), os.path.dirname(bundled_buildbox("buildbox-fuse"))
     results = {}
     for name, runner in (("oracle", bundled_buildbox("buildbox-run")), ("planted", planted)):
-        summaries, _, problems = run_config(name, runner_link(runner, tmp), casd, fuse_dir, [STAGE_INPUTS], tmp, True)
+        summaries, _, problems = run_config(
+            name, runner_link(runner, tmp), casd, fuse_dir, [STAGE_INPUTS], tmp, True
+        )
         check(problems == [], f"planted runner: {name} run had problems: {problems}")
         results[name] = summaries
     found = compare("oracle", results["oracle"], "planted", results["planted"])
