@@ -20,7 +20,10 @@ the timed ones, the peak RSS of the runner: ru_maxrss of the largest process of 
 waited for, as `time` (GNU /usr/bin/time, else busybox's) reports it. Not from the timed runs: a
 child spawned by Python inherits Python's high-water mark (~60 MiB) in its ru_maxrss, so the
 runner is started by the small `time` process instead, which would add a fork to the timings.
-Reported: median, min and max per configuration, the ratio of medians to bb-run+bb-casd, and the
+Also per run: the CPU time (user + system) of the runner's process tree (ru_utime/ru_stime from
+wait4) plus what the daemon and its reaped children (buildbox-fuse) used meanwhile (from /proc);
+steadier than wall time on a shared machine. Reported: median, min and max wall time per
+configuration, the ratio of medians to bb-run+bb-casd, the median CPU time and its ratio, and the
 largest peak RSS seen.
 
     bench_run.py --candidate PATH [--candidate-casd PATH] [--runs N] [--warmup N] [--rss-runs N] [--dir DIR]
@@ -78,11 +81,20 @@ def is_rebox(binary):
     return out.startswith("rebox ")
 
 
-class Config:
-    """One way of running the action: the argv prefix (everything but the action files)."""
+def tree_cpu_seconds(pid):
+    """User + system CPU time of a live process and of the children it has reaped (from /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, name, argv, workdir):
-        self.name, self.argv = name, argv
+
+class Config:
+    """One way of running the action: the argv prefix (everything but the action files), and the
+    daemon it talks to (None when embedded), whose CPU time counts towards each run's."""
+
+    def __init__(self, name, argv, workdir, daemon=None):
+        self.name, self.argv, self.daemon = name, argv, daemon
+        self.cpu = []
         self.action = os.path.join(workdir, f"{name}.action")
         self.result = os.path.join(workdir, f"{name}.result")
         self.stderr = os.path.join(workdir, f"{name}.stderr")
@@ -90,8 +102,9 @@ class Config:
         self.times, self.rss_kib = [], []
 
     def run_once(self, action_bytes, measure_rss=False):
-        """One run; returns its wall seconds, or with `measure_rss` the runner's peak RSS in KiB
-        (started under `time`). The run must succeed."""
+        """One run; returns (wall seconds, CPU seconds of the runner's tree and the daemon), or
+        with `measure_rss` the runner's peak RSS in KiB (started under `time`). The run must
+        succeed."""
         with open(self.action, "wb") as out:
             out.write(action_bytes)
         if os.path.exists(self.result):
@@ -99,12 +112,18 @@ class Config:
         argv = self.argv + [f"--action={self.action}", f"--action-result={self.result}", "--no-logs-capture"]
         if measure_rss:
             argv = rss_prefix(self.rss_file) + argv
+        daemon_cpu = tree_cpu_seconds(self.daemon.process.pid) if self.daemon else 0.0
         with open(self.stderr, "wb") as err:
             started = time.perf_counter()
-            process = subprocess.run(
+            process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
             )
+            _, status, usage = os.wait4(process.pid, 0)
             seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        cpu = usage.ru_utime + usage.ru_stime
+        if self.daemon:
+            cpu += tree_cpu_seconds(self.daemon.process.pid) - daemon_cpu
         result = re_pb2.ActionResult()
         if os.path.exists(self.result):
             with open(self.result, "rb") as out:
@@ -115,7 +134,7 @@ class Config:
                     f"{self.name}: runner exited {process.returncode}, result exit_code "
                     f"{result.exit_code if os.path.exists(self.result) else 'none'}\n{err.read()[-2000:]}"
                 )
-        return read_rss(self.rss_file, self.stderr) if measure_rss else seconds
+        return read_rss(self.rss_file, self.stderr) if measure_rss else (seconds, cpu)
 
 
 def rss_prefix(out_file):
@@ -189,7 +208,7 @@ def main():
             daemon = Daemon(casd, workdir, name, fuse_dir=fuse).start()
             daemons.append(daemon)
             daemon.upload(blobs)
-            configs.append(Config(name, [runner, f"--remote={daemon.url}"], workdir))
+            configs.append(Config(name, [runner, f"--remote={daemon.url}"], workdir, daemon))
         if rebox:
             store = fill_store(candidate_casd, workdir, blobs)
             configs.insert(
@@ -209,9 +228,10 @@ def main():
         )
         for round_ in range(args.warmup + args.runs):
             for config in configs:
-                seconds = config.run_once(action)
+                seconds, cpu = config.run_once(action)
                 if round_ >= args.warmup:
                     config.times.append(seconds)
+                    config.cpu.append(cpu)
         for _ in range(args.rss_runs):
             for config in configs:
                 config.rss_kib.append(config.run_once(action, measure_rss=True))
@@ -226,9 +246,10 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
 
     baseline = statistics.median(configs[-1].times)
+    baseline_cpu = statistics.median(configs[-1].cpu)
     print(
         f"\n{'configuration':16} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>7} "
-        f"{'peak RSS MiB':>13}  target"
+        f"{'CPU ms':>7} {'CPU ratio':>9} {'peak RSS MiB':>13}  target"
     )
     for config in configs:
         median = statistics.median(config.times)
@@ -238,8 +259,9 @@ def main():
             target = f"<= {TARGET_RATIO} {'met' if ratio <= TARGET_RATIO else 'NOT met'}"
         print(
             f"{config.name:16} {median * 1e3:10.1f} "
-            f"{min(config.times) * 1e3:8.1f} {max(config.times) * 1e3:8.1f} "
-            f"{ratio:7.2f} {max(config.rss_kib) / 1024:13.1f}  {target}"
+            f"{min(config.times) * 1e3:8.1f} {max(config.times) * 1e3:8.1f} {ratio:7.2f} "
+            f"{statistics.median(config.cpu) * 1e3:7.1f} {statistics.median(config.cpu) / baseline_cpu:9.2f} "
+            f"{max(config.rss_kib) / 1024:13.1f}  {target}"
         )
     if args.json:
         with open(args.json, "w") as out:
@@ -251,7 +273,10 @@ def main():
                     "baseline_casd": args.baseline_casd,
                     "stager": args.stager,
                     "filesystem": fs,
-                    "runs": {c.name: {"seconds": c.times, "peak_rss_kib": c.rss_kib} for c in configs},
+                    "runs": {
+                        c.name: {"seconds": c.times, "cpu_seconds": c.cpu, "peak_rss_kib": c.rss_kib}
+                        for c in configs
+                    },
                 },
                 out,
                 indent=1,
