@@ -62,17 +62,18 @@ def generate_busybox_root(dest, busybox="/bin/busybox"):
             os.symlink("busybox", os.path.join(bindir, applet))
 
 
-class CasdWatcher(threading.Thread):
-    """Watches /proc for a process started as `argv0`: evidence BuildStream ran our buildbox-casd."""
+class ProcessWatcher(threading.Thread):
+    """Watches /proc for processes started as any of `argv0s`: evidence BuildStream ran our
+    buildbox-casd and buildbox-run. `seen` is the set of those found so far."""
 
-    def __init__(self, argv0):
+    def __init__(self, argv0s):
         super().__init__(daemon=True)
-        self.argv0 = argv0
-        self.seen = False
+        self.argv0s = {a.encode(): a for a in argv0s}
+        self.seen = set()
         self.done = threading.Event()
 
     def run(self):
-        while not self.done.is_set() and not self.seen:
+        while not self.done.is_set() and len(self.seen) < len(self.argv0s):
             for pid in os.listdir("/proc"):
                 if not pid.isdigit():
                     continue
@@ -81,11 +82,11 @@ class CasdWatcher(threading.Thread):
                         argv = cmdline.read().split(b"\0")
                 except OSError:
                     continue
-                # argv[1] when the daemon is a script run by its interpreter
-                if self.argv0.encode() in argv[:2]:
-                    self.seen = True
-                    break
-            self.done.wait(0.05)
+                # argv[1] when the program is a script run by its interpreter
+                for arg in argv[:2]:
+                    if arg in self.argv0s:
+                        self.seen.add(self.argv0s[arg])
+            self.done.wait(0.02)
 
 
 def is_elf(path):
@@ -144,61 +145,92 @@ def tail_logs(root, log_paths, lines=60):
     return "\n".join(out)
 
 
-def build(name, casd, runner, workdir):
-    """Build the project with `casd`; returns the checkout's directory."""
-    root = tempfile.mkdtemp(prefix=f"bst-{name}-", dir=workdir)
-    project = os.path.join(root, "project")
-    shutil.copytree(PROJECT, project, symlinks=True)
-    generate_busybox_root(os.path.join(project, "files", "busybox-root"))
-    bindir = os.path.join(root, "bin")
-    os.makedirs(bindir)
-    os.symlink(os.path.abspath(casd), os.path.join(bindir, "buildbox-casd"))
-    os.symlink(os.path.abspath(runner), os.path.join(bindir, "buildbox-run"))
-    config = os.path.join(root, "buildstream.conf")
-    with open(config, "w") as conf:
-        conf.write(CONFIG.format(root=root))
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("XDG_", "BST_"))}
-    env.update(
-        PATH=f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        XDG_CACHE_HOME=os.path.join(root, "xdg-cache"),
-        XDG_CONFIG_HOME=os.path.join(root, "xdg-config"),
-        XDG_DATA_HOME=os.path.join(root, "xdg-data"),
-        HOME=root,
-        TMPDIR=os.path.join(root, "tmp"),
-    )
-    os.makedirs(env["TMPDIR"])
-    bst = [BST, "--no-interactive", "--config", config, "--directory", project]
-    checkout = os.path.join(root, "checkout")
-    build_log = os.path.join(root, "bst-build.log")
-    checkout_log = os.path.join(root, "bst-checkout.log")
-    watcher = CasdWatcher(os.path.join(bindir, "buildbox-casd"))
-    watcher.start()
-    started = time.monotonic()
-    try:
-        run_logged(bst + ["build", TARGET], env, build_log, BUILD_TIMEOUT, f"{name}: bst build {TARGET}")
-        built = time.monotonic()
-        run_logged(
-            bst + ["artifact", "checkout", "--deps", "run", "--directory", checkout, TARGET],
-            env,
-            checkout_log,
-            CHECKOUT_TIMEOUT,
-            f"{name}: bst artifact checkout {TARGET}",
+class BstSession:
+    """One isolated BuildStream setup: a copy of the project, a PATH dir first holding
+    `buildbox-casd` -> `casd` and `buildbox-run` -> `runner`, and config, caches, logs and TMPDIR
+    all under a fresh temp dir."""
+
+    def __init__(self, name, casd, runner, workdir):
+        self.name, self.casd, self.runner = name, casd, runner
+        self.root = tempfile.mkdtemp(prefix=f"{name}-", dir=workdir)  # short: sockets go under it
+        self.project = os.path.join(self.root, "project")
+        shutil.copytree(PROJECT, self.project, symlinks=True)
+        generate_busybox_root(os.path.join(self.project, "files", "busybox-root"))
+        self.bindir = os.path.join(self.root, "bin")
+        os.makedirs(self.bindir)
+        for tool, target in (("buildbox-casd", casd), ("buildbox-run", runner)):
+            os.symlink(os.path.abspath(target), os.path.join(self.bindir, tool))
+        config = os.path.join(self.root, "buildstream.conf")
+        with open(config, "w") as conf:
+            conf.write(CONFIG.format(root=self.root))
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("XDG_", "BST_"))}
+        env.update(
+            PATH=f"{self.bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            XDG_CACHE_HOME=os.path.join(self.root, "xdg-cache"),
+            XDG_CONFIG_HOME=os.path.join(self.root, "xdg-config"),
+            XDG_DATA_HOME=os.path.join(self.root, "xdg-data"),
+            HOME=self.root,
+            TMPDIR=os.path.join(self.root, "tmp"),
         )
-    except HarnessError as error:
-        raise HarnessError(f"{error}\n{tail_logs(root, [build_log, checkout_log])}")
-    finally:
-        watcher.done.set()
-        watcher.join()
-    for tool in ("buildbox-casd", "buildbox-run"):
-        # BuildStream looks tools up on PATH before its bundled dir (utils._get_host_tool_internal).
-        found = shutil.which(tool, path=env["PATH"])
-        if found != os.path.join(bindir, tool):
-            raise HarnessError(f"{name}: {tool} on BuildStream's PATH is {found}, not {bindir}/{tool}")
-    if not watcher.seen and is_elf(casd):
-        # A script may exec away from its name before it is seen; a binary keeps argv[0].
-        raise HarnessError(f"{name}: no process ran as {bindir}/buildbox-casd during the build")
-    print(f"  {name}: build {built - started:.1f}s, checkout {time.monotonic() - built:.1f}s")
-    return checkout
+        os.makedirs(env["TMPDIR"])
+        self.env = env
+        self.bst = [BST, "--no-interactive", "--config", config, "--directory", self.project]
+        self.logs = []
+
+    def tool(self, name):
+        return os.path.join(self.bindir, name)
+
+    def run(self, args, log_name, timeout):
+        """Run `bst ARGS`, output to a log under the root; returns the log's path. On failure the
+        error carries the end of every log worth reading."""
+        log = os.path.join(self.root, log_name)
+        self.logs.append(log)
+        what = f"{self.name}: bst {' '.join(args[:2])}"
+        try:
+            run_logged(self.bst + list(args), self.env, log, timeout, what)
+        except HarnessError as error:
+            raise HarnessError(f"{error}\n{tail_logs(self.root, self.logs)}")
+        return log
+
+    def check_tools_found(self):
+        """BuildStream looks tools up on PATH before its bundled dir (utils._get_host_tool_internal)."""
+        for tool in ("buildbox-casd", "buildbox-run"):
+            found = shutil.which(tool, path=self.env["PATH"])
+            if found != self.tool(tool):
+                raise HarnessError(
+                    f"{self.name}: {tool} on BuildStream's PATH is {found}, not {self.tool(tool)}"
+                )
+
+    def build(self):
+        """`bst build` then `bst artifact checkout --deps run`; returns the checkout's directory.
+        Processes must have run as our buildbox-casd and our buildbox-run."""
+        checkout = os.path.join(self.root, "checkout")
+        watcher = ProcessWatcher([self.tool("buildbox-casd"), self.tool("buildbox-run")])
+        watcher.start()
+        started = time.monotonic()
+        try:
+            self.run(["build", TARGET], "bst-build.log", BUILD_TIMEOUT)
+            built = time.monotonic()
+            self.run(
+                ["artifact", "checkout", "--deps", "run", "--directory", checkout, TARGET],
+                "bst-checkout.log",
+                CHECKOUT_TIMEOUT,
+            )
+        finally:
+            watcher.done.set()
+            watcher.join()
+        self.check_tools_found()
+        for tool, binary in (("buildbox-casd", self.casd), ("buildbox-run", self.runner)):
+            # A script may exec away from its name before it is seen; a binary keeps argv[0].
+            if self.tool(tool) not in watcher.seen and is_elf(binary):
+                raise HarnessError(f"{self.name}: no process ran as {self.tool(tool)} during the build")
+        print(f"  {self.name}: build {built - started:.1f}s, checkout {time.monotonic() - built:.1f}s")
+        return checkout
+
+
+def build(name, casd, runner, workdir):
+    """Build the project with `casd` and `runner`; returns the checkout's directory."""
+    return BstSession(name, casd, runner, workdir).build()
 
 
 def check_checkout(entries):

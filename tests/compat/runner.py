@@ -8,6 +8,8 @@ buildbox-run alike give equal summaries.
 
 import os
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass, field
 
 from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
@@ -47,6 +49,12 @@ class ActionSpec:
     action's stdout, in order. `expect_dir_mtimes` maps an output directory to the mtime captured
     for it (seconds, nanos). `oracles` names the buildbox-casd stagers whose behaviour the action
     pins down (both by default).
+
+    Runner-facing knobs: `env` replaces BuildStream's environment, `timeout` sets Action.timeout
+    (seconds), `output_files`/`output_directories` fill the deprecated Command fields, `create_cwd`
+    False leaves the working directory out of the input root, `max_seconds` bounds how long the
+    runner may take, and `no_process_left` is a string no process's command line may hold once the
+    runner has exited (a marker argument of a background command).
     """
 
     name: str
@@ -64,6 +72,13 @@ class ActionSpec:
     expect_stdout: list = field(default_factory=list)
     expect_dir_mtimes: dict = field(default_factory=dict)
     oracles: tuple = ("hardlink", "fuse")
+    env: dict = None
+    timeout: float = None
+    output_files: list = field(default_factory=list)
+    output_directories: list = field(default_factory=list)
+    create_cwd: bool = True
+    max_seconds: float = None
+    no_process_left: str = None
 
 
 def build_action(spec):
@@ -71,7 +86,8 @@ def build_action(spec):
     tree = busybox_root(TreeBuilder())
     if spec.inputs:
         spec.inputs(tree)
-    tree.directory(spec.cwd)
+    if spec.create_cwd:
+        tree.directory(spec.cwd)
     if spec.read_only_root:
         tree.directory("", SubtreeReadOnly="true")
         for path in ["dev", "proc", "tmp", spec.cwd, *spec.writable]:
@@ -81,14 +97,16 @@ def build_action(spec):
     props = {"OSFamily": "linux", "ISA": "x86-64", **spec.platform}
     for name in sorted(props):
         platform.properties.add(name=name, value=props[name])
+    env = spec.env if spec.env is not None else dict(BST_ENV, PWD="/" + spec.cwd)
     command = re_pb2.Command(
         arguments=["sh", "-c", "-e", spec.script],
         working_directory=spec.cwd,
         environment_variables=[
-            re_pb2.Command.EnvironmentVariable(name=k, value=v) for k, v in BST_ENV.items()
-        ]
-        + [re_pb2.Command.EnvironmentVariable(name="PWD", value="/" + spec.cwd)],
+            re_pb2.Command.EnvironmentVariable(name=k, value=v) for k, v in sorted(env.items())
+        ],
         output_paths=spec.output_paths,
+        output_files=spec.output_files,
+        output_directories=spec.output_directories,
         output_node_properties=spec.output_node_properties,
         output_directory_format=spec.output_directory_format,
         platform=platform,
@@ -96,6 +114,8 @@ def build_action(spec):
     command_bytes = command.SerializeToString()
     tree.blobs[digest_key(digest_of(command_bytes))] = command_bytes
     action = re_pb2.Action(command_digest=digest_of(command_bytes), input_root_digest=root, platform=platform)
+    if spec.timeout is not None:
+        action.timeout.FromNanoseconds(int(spec.timeout * 1e9))
     return action, tree.blobs
 
 
@@ -109,10 +129,35 @@ def prepare(daemon, spec, workdir):
     return path
 
 
-def execute(daemon, spec, runner, action_path):
-    """Run the prepared action with `runner` against `daemon`; returns (summary, ActionResult)."""
+def runner_link(binary, workdir):
+    """A symlink named `buildbox-run` to `binary`, as BuildStream finds the runner on PATH (a
+    multi-call binary such as rebox dispatches on that name); returns the link's path."""
+    bindir = tempfile.mkdtemp(prefix="runner-", dir=workdir)
+    link = os.path.join(bindir, "buildbox-run")
+    os.symlink(os.path.abspath(binary), link)
+    return link
+
+
+@dataclass
+class Invocation:
+    """What one runner invocation left: its exit status, the ActionResult it wrote (None if it
+    wrote none), the action's stdout (the runner's, with --no-logs-capture), the runner's stderr
+    and how long it took."""
+
+    returncode: int
+    result: object
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def invoke(daemon, spec, runner, action_path, timeout=RUN_TIMEOUT):
+    """Run the prepared action with `runner` (a `buildbox-run` link) against `daemon`, however
+    it ends; raises only if the runner is still running after `timeout` seconds."""
     base = action_path[: -len(".action")]
     result_path = base + ".result"
+    if os.path.exists(result_path):
+        os.remove(result_path)
     argv = [
         runner,
         f"--remote={daemon.url}",
@@ -120,6 +165,7 @@ def execute(daemon, spec, runner, action_path):
         f"--action-result={result_path}",
         "--no-logs-capture",
     ]
+    started = time.monotonic()
     with open(base + ".stdout", "wb") as stdout, open(base + ".stderr", "wb") as stderr:
         try:
             process = subprocess.run(
@@ -128,22 +174,58 @@ def execute(daemon, spec, runner, action_path):
                 stdout=stdout,
                 stderr=stderr,
                 start_new_session=True,
-                timeout=RUN_TIMEOUT,
+                timeout=timeout,
             )
         except subprocess.TimeoutExpired:
-            raise HarnessError(f"{daemon.name}: {spec.name}: buildbox-run timed out after {RUN_TIMEOUT}s")
+            raise HarnessError(f"{daemon.name}: {spec.name}: {runner} timed out after {timeout}s")
+    seconds = time.monotonic() - started
     with open(base + ".stdout", "rb") as out:
         action_stdout = out.read().decode(errors="replace")
-    if process.returncode != 0:
-        with open(base + ".stderr", errors="replace") as err:
-            raise HarnessError(
-                f"{daemon.name}: {spec.name}: buildbox-run exited {process.returncode}\n"
-                f"{err.read()[-3000:]}\n{daemon.log_tail()}"
-            )
-    result = re_pb2.ActionResult()
-    with open(result_path, "rb") as out:
-        result.ParseFromString(out.read())
-    return summarise(result, action_stdout), result
+    with open(base + ".stderr", "rb") as err:
+        runner_stderr = err.read().decode(errors="replace")
+    result = None
+    if os.path.exists(result_path) and os.path.getsize(result_path) > 0:
+        result = re_pb2.ActionResult()
+        with open(result_path, "rb") as out:
+            result.ParseFromString(out.read())
+    return Invocation(process.returncode, result, action_stdout, runner_stderr, seconds)
+
+
+def execute(daemon, spec, runner, action_path):
+    """Run the prepared action with `runner` against `daemon`; returns (summary, ActionResult).
+    The runner must exit 0 and write an ActionResult."""
+    run = invoke(daemon, spec, runner, action_path)
+    if run.returncode != 0 or run.result is None:
+        raise HarnessError(
+            f"{daemon.name}: {spec.name}: {runner} exited {run.returncode}"
+            f"{'' if run.result else ' without an ActionResult'}\n{run.stderr[-3000:]}\n{daemon.log_tail()}"
+        )
+    if spec.max_seconds is not None and run.seconds > spec.max_seconds:
+        raise HarnessError(
+            f"{daemon.name}: {spec.name}: the runner took {run.seconds:.1f}s (> {spec.max_seconds}s)"
+        )
+    if spec.no_process_left:
+        # Killed processes may linger for a moment while the kernel tears the sandbox down.
+        deadline = time.monotonic() + 2
+        while (left := processes_holding(spec.no_process_left)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if left:
+            raise HarnessError(f"{daemon.name}: {spec.name}: processes left after the runner exited: {left}")
+    return summarise(run.result, run.stdout), run.result
+
+
+def processes_holding(marker):
+    """{pid: command line} of every process whose command line holds `marker`."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in argv and int(pid) != os.getpid():
+            found[int(pid)] = argv
+    return found
 
 
 def summarise(result, action_stdout):
