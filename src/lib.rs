@@ -10,6 +10,7 @@
 //! - [`digest`]: content digests and hashing;
 //! - [`proto`]: the wire types.
 
+pub mod action;
 pub mod action_cache;
 pub mod capture;
 pub mod casd;
