@@ -21,6 +21,7 @@ mod embedded;
 mod error;
 mod execute;
 mod local_cas;
+pub mod materialise;
 pub mod metadata;
 mod outputs;
 mod paths;
