@@ -1,0 +1,109 @@
+//! The sandbox's init: the cloned child, pid 1 of the new pid namespace.
+//!
+//! It sets the sandbox up, forks the command, forwards the signals it receives to it and reaps
+//! every orphan. When the command exits, init reports its status and exits, and the kernel kills
+//! whatever else is left in the pid namespace: no process of the action survives it.
+//!
+//! Like everything after the clone, this code makes system calls only (no allocation, no lock):
+//! the runner's process may have other threads, frozen mid-`malloc` in this copy of it.
+
+use std::ffi::c_int;
+
+use crate::error::{Failure, Step};
+use crate::plan::Plan;
+use crate::sys::{LinuxSys, Sys};
+use crate::{caps, exec, idmap, report, rootfs};
+
+/// The child's entry point: never returns.
+pub(crate) fn run(plan: &Plan) -> ! {
+    let code = match main(&LinuxSys, plan) {
+        Ok(status) => {
+            report::send_status(plan.report_fd, status);
+            0
+        }
+        Err(failure) => {
+            report::send_failure(plan.report_fd, failure);
+            1
+        }
+    };
+    // SAFETY: _exit(2) ends init (and with it the pid namespace) without running any of the
+    // runner's atexit handlers or destructors.
+    unsafe { libc::_exit(code) }
+}
+
+fn main(sys: &impl Sys, plan: &Plan) -> Result<c_int, Failure> {
+    // SAFETY: prctl(2) with integer arguments: the sandbox dies with the runner's thread.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    close_inherited_fds(&plan.keep_fds);
+    reset_signal_dispositions();
+    idmap::write(sys, &plan.ids)?;
+    rootfs::setup(sys, &plan.mounts)?;
+    caps::drop_all(sys, &plan.caps)?;
+    sys.install_seccomp(&plan.seccomp).map_err(|errno| Failure::new(Step::Seccomp, 0, errno))?;
+    // SAFETY: a plain fork (clone with SIGCHLD only) of this single-threaded process; the child
+    // only runs `exec::run`, which makes system calls and exits.
+    let command = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
+    match command {
+        -1 => Err(Failure::new(Step::Fork, 0, nix::errno::Errno::last())),
+        0 => exec::run(&plan.exec, plan.report_fd),
+        pid => Ok(supervise(pid as libc::pid_t)),
+    }
+}
+
+/// Closes every descriptor but `keep` (sorted): the runner's other threads may have had files
+/// open without `O_CLOEXEC` scope mattering to them, and init never execs.
+fn close_inherited_fds(keep: &[c_int]) {
+    let mut low: libc::c_uint = 0;
+    for &fd in keep {
+        let fd = fd as libc::c_uint;
+        if fd > low {
+            // SAFETY: close_range(2) on descriptors this process inherited and doesn't use.
+            unsafe { libc::close_range(low, fd - 1, 0) };
+        }
+        low = low.max(fd + 1);
+    }
+    // SAFETY: as above, for everything above the last kept descriptor.
+    unsafe { libc::close_range(low, libc::c_uint::MAX, 0) };
+}
+
+/// Default dispositions for every signal: an ignored SIGCHLD would reap the command behind
+/// init's back, an ignored SIGPIPE (Rust ignores it) would leak into the command.
+fn reset_signal_dispositions() {
+    for signal in 1..=libc::SIGRTMAX() {
+        // SAFETY: a zeroed sigaction is SIG_DFL with an empty mask; SIGKILL, SIGSTOP and
+        // invalid numbers fail harmlessly.
+        unsafe {
+            let action: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Waits for signals (all blocked since before the clone): SIGCHLD reaps, anything else is
+/// passed on to the command. Returns the command's wait status.
+fn supervise(command: libc::pid_t) -> c_int {
+    // SAFETY: a full signal set built on the stack, then sigwaitinfo(2) and waitpid(2) on it and
+    // on our children; kill(2) to our own child.
+    unsafe {
+        let mut all = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        loop {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let signal = libc::sigwaitinfo(&all, &mut info);
+            if signal == libc::SIGCHLD {
+                loop {
+                    let mut status = 0;
+                    let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
+                    if pid == command {
+                        return status;
+                    }
+                    if pid <= 0 {
+                        break;
+                    }
+                }
+            } else if signal > 0 {
+                libc::kill(command, signal);
+            }
+        }
+    }
+}
