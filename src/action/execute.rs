@@ -83,12 +83,16 @@ pub fn execute<R: Runner>(
     check_cancelled(cancel)?;
 
     let platform = &plan.platform;
-    let ids = (platform.uid, platform.gid);
     let (uid, gid) = (
         platform.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw()),
         platform.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw()),
     );
-    let owner = (ids != (None, None)).then_some(Owner { uid, gid });
+    // The user-namespace runner maps the sandbox's uid and gid to this process's effective ids:
+    // a stage owned by those is owned by the sandbox's ids inside. So with unixUID/unixGID the
+    // stage's access_credentials are the host side of that map (a stage owned by the sandbox
+    // ids themselves would show as unmapped "nobody" inside, and be unwritable).
+    let owner = (platform.uid.is_some() || platform.gid.is_some())
+        .then(|| Owner { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() });
     let workspace_stage =
         options.workspace.as_ref().map(|dir| dir.join(format!("rebox-run-{}", std::process::id())));
     let stage_options = StageOptions { owner, mode: options.staging_mode, path: workspace_stage };
