@@ -99,6 +99,11 @@ fn remote(rpc: &'static str, status: impl std::fmt::Display) -> ActionError {
     ActionError::Remote { rpc, status: status.to_string() }
 }
 
+/// A gRPC error as one readable line: the server's message and the code.
+fn remote_status(rpc: &'static str, status: tonic::Status) -> ActionError {
+    remote(rpc, format!("{} ({:?})", status.message(), status.code()))
+}
+
 fn check_status(
     rpc: &'static str,
     path: &str,
@@ -125,8 +130,10 @@ impl ActionCas for LocalCasClient {
             ..Default::default()
         };
         let mut cas = self.cas();
-        let response =
-            self.runtime.block_on(cas.batch_read_blobs(request)).map_err(|s| remote("BatchReadBlobs", s))?;
+        let response = self
+            .runtime
+            .block_on(cas.batch_read_blobs(request))
+            .map_err(|s| remote_status("BatchReadBlobs", s))?;
         let response = response.into_inner().responses.into_iter().next();
         match response {
             Some(r) if r.status.as_ref().is_none_or(|s| s.code == 0) => Ok(r.data),
@@ -158,9 +165,9 @@ impl ActionCas for LocalCasClient {
             let mut responses = client
                 .stage_tree(ReceiverStream::new(receiver))
                 .await
-                .map_err(|s| remote("StageTree", s))?
+                .map_err(|s| remote_status("StageTree", s))?
                 .into_inner();
-            let first = responses.message().await.map_err(|s| remote("StageTree", s))?;
+            let first = responses.message().await.map_err(|s| remote_status("StageTree", s))?;
             let first = first.ok_or_else(|| remote("StageTree", "the server answered nothing"))?;
             Ok::<_, ActionError>(((requests, responses), first.path))
         })?;
@@ -177,7 +184,7 @@ impl ActionCas for LocalCasClient {
             }
             match stage.responses.message().await {
                 Ok(_) => Ok(()),
-                Err(status) => Err(remote("StageTree (unstage)", status)),
+                Err(status) => Err(remote_status("StageTree (unstage)", status)),
             }
         })
     }
@@ -206,7 +213,7 @@ impl ActionCas for LocalCasClient {
         let response = self
             .runtime
             .block_on(client.capture_tree(request))
-            .map_err(|s| remote("CaptureTree", s))?
+            .map_err(|s| remote_status("CaptureTree", s))?
             .into_inner();
         if response.responses.len() != paths.len() {
             return Err(remote("CaptureTree", "the answer does not cover every path"));
@@ -250,7 +257,7 @@ impl ActionCas for LocalCasClient {
         let response = self
             .runtime
             .block_on(client.capture_files(request))
-            .map_err(|s| remote("CaptureFiles", s))?
+            .map_err(|s| remote_status("CaptureFiles", s))?
             .into_inner();
         if response.responses.len() != paths.len() {
             return Err(remote("CaptureFiles", "the answer does not cover every path"));
@@ -290,7 +297,7 @@ impl ActionCas for LocalCasClient {
             let response = self
                 .runtime
                 .block_on(cas.batch_update_blobs(request))
-                .map_err(|s| remote("BatchUpdateBlobs", s))?;
+                .map_err(|s| remote_status("BatchUpdateBlobs", s))?;
             for r in response.into_inner().responses {
                 check_status("BatchUpdateBlobs", &digest.to_string(), r.status.as_ref())?;
             }
@@ -314,7 +321,7 @@ impl ActionCas for LocalCasClient {
         let response = self
             .runtime
             .block_on(client.write(tokio_stream::iter(requests)))
-            .map_err(|s| remote("ByteStream.Write", s))?;
+            .map_err(|s| remote_status("ByteStream.Write", s))?;
         if response.into_inner().committed_size != total as i64 {
             return Err(remote("ByteStream.Write", "the server committed a different size"));
         }
