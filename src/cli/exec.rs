@@ -69,7 +69,9 @@ pub struct ExecArgs {
 
 /// Runs `rebox exec`.
 pub fn run(args: ExecArgs) -> ExitCode {
-    logging::init(LogLevel::Warning);
+    // Errors only: the summary says what happened (staging's one-off notes, such as "no overlay
+    // when not root: copying", would repeat on every run).
+    logging::init(LogLevel::Error);
     match exec(&args) {
         Ok(code) => code,
         Err(error) => {
