@@ -274,3 +274,22 @@ fn every_run_leaves_no_stage_and_no_mount() {
     assert!(cas.stages_left().is_empty(), "{:?}", cas.stages_left());
     assert!(cas.mounts_left().is_empty(), "{:?}", cas.mounts_left());
 }
+
+#[test]
+fn workspace_path_is_where_the_stage_lives_and_it_is_removed() {
+    let cas = Cas::new(Kind::Embedded);
+    let workspace = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    busybox_root(root.path());
+    let action = store_action(&cas, root.path(), &Spec::sh("sleep 1"));
+    let flag = format!("--workspace-path={}", workspace.path().display());
+    let mut child = run_support::runner(&cas, &action, &[&flag]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fs::read_dir(workspace.path()).unwrap().count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing staged under the workspace");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(fs::read_dir(workspace.path()).unwrap().count(), 0, "the stage is removed");
+    assert!(cas.mounts_left().is_empty());
+}

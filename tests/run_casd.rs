@@ -137,10 +137,16 @@ fn processes_with(marker: &str) -> Vec<i32> {
 }
 
 #[test]
-fn sigterm_mid_run_kills_the_sandbox_and_cleans_up() {
-    for kind in [Kind::Embedded, Kind::ReboxCasd, Kind::BuildboxCasd] {
+fn sigterm_or_sigint_mid_run_kills_the_sandbox_and_cleans_up() {
+    let cases = [
+        (Kind::Embedded, Signal::SIGTERM),
+        (Kind::Embedded, Signal::SIGINT),
+        (Kind::ReboxCasd, Signal::SIGTERM),
+        (Kind::BuildboxCasd, Signal::SIGTERM),
+    ];
+    for (kind, signal) in cases {
         let cas = Cas::new(kind);
-        let marker = format!("{}{}", 424242, kind as u8);
+        let marker = format!("{}{}{}", 4242, kind as u8, signal as i32);
         let root = tempfile::tempdir().unwrap();
         busybox_root(root.path());
         let spec = Spec::sh(&format!("sleep {marker} & sleep {marker}; echo never"));
@@ -151,9 +157,9 @@ fn sigterm_mid_run_kills_the_sandbox_and_cleans_up() {
             assert!(Instant::now() < deadline, "{kind:?}: the action never started");
             std::thread::sleep(Duration::from_millis(10));
         }
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
         let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(128 + 15), "{kind:?}");
+        assert_eq!(status.code(), Some(128 + signal as i32), "{kind:?} {signal}");
         assert!(
             processes_with(&format!("sleep\0{marker}")).is_empty(),
             "{kind:?}: sandbox processes survived"
