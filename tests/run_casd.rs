@@ -32,12 +32,12 @@ fn outputs(result: &reapi::ActionResult) -> String {
     format!("{without_metadata:?}")
 }
 
-fn run_every_kind(kind: Kind) -> (Cas, reapi::ActionResult) {
+fn run_every_kind(kind: Kind, extra: &[&str]) -> (Cas, reapi::ActionResult) {
     let cas = Cas::new(kind);
     let root = tempfile::tempdir().unwrap();
     busybox_root(root.path());
     let action = store_action(&cas, root.path(), &every_kind());
-    let run = run_action(&cas, &action, &[]);
+    let run = run_action(&cas, &action, extra);
     let result = run.ok().clone();
     assert_eq!(result.exit_code, 3);
     assert_eq!(cas.read(result.stdout_digest.as_ref().unwrap()), b"to-out\n");
@@ -53,11 +53,35 @@ fn run_every_kind(kind: Kind) -> (Cas, reapi::ActionResult) {
 
 #[test]
 fn rebox_casd_buildbox_casd_and_the_embedded_store_give_the_same_result() {
-    let (_a, embedded) = run_every_kind(Kind::Embedded);
-    let (_b, rebox_casd) = run_every_kind(Kind::ReboxCasd);
-    let (_c, buildbox_casd) = run_every_kind(Kind::BuildboxCasd);
+    let (_a, embedded) = run_every_kind(Kind::Embedded, &[]);
+    let (_b, rebox_casd) = run_every_kind(Kind::ReboxCasd, &[]);
+    let (_c, buildbox_casd) = run_every_kind(Kind::BuildboxCasd, &[]);
     assert_eq!(outputs(&rebox_casd), outputs(&embedded));
     assert_eq!(outputs(&buildbox_casd), outputs(&embedded));
+}
+
+#[test]
+fn disable_localcas_fetches_and_uploads_over_plain_cas() {
+    let (_a, embedded) = run_every_kind(Kind::Embedded, &[]);
+    for kind in [Kind::ReboxCasd, Kind::BuildboxCasd] {
+        let local = tempfile::tempdir().unwrap();
+        let flag = format!("--cas-dir={}", local.path().display());
+        // run_every_kind reads every output blob from the server's own store: they were uploaded.
+        let (cas, result) = run_every_kind(kind, &["--disable-localcas", &flag]);
+        assert_eq!(outputs(&result), outputs(&embedded), "{kind:?}");
+        let dir = &result.output_directories[0];
+        let tree = cas.read(dir.tree_digest.as_ref().unwrap());
+        let tree = <reapi::Tree as prost::Message>::decode(tree.as_slice()).unwrap();
+        for child in &tree.children {
+            for file in &child.files {
+                cas.read(file.digest.as_ref().unwrap());
+            }
+        }
+        assert!(
+            fs::read_dir(local.path().join("cas/objects")).unwrap().count() > 0,
+            "staged from the local store"
+        );
+    }
 }
 
 #[test]

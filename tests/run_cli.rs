@@ -165,9 +165,9 @@ fn a_bad_input_tree_is_refused_before_anything_runs() {
 }
 
 #[test]
-fn disable_localcas_is_refused_clearly_for_now() {
+fn disable_localcas_needs_a_remote() {
     let output = Command::new(rebox())
-        .args(["run", "--action=a", "--action-result=r", "--disable-localcas", "--remote=unix:/x"])
+        .args(["run", "--validate-parameters", "--action=a", "--action-result=r", "--disable-localcas"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));

@@ -12,14 +12,18 @@
 //!    and stdout/stderr stored as blobs;
 //! 5. the stage is removed.
 //!
-//! Two [`ActionCas`] implementations: [`LocalCasClient`] (a LocalCAS server, rebox casd or
-//! buildbox-casd) and [`EmbeddedCas`] (the store in-process, with casd's staging and capture).
+//! [`ActionCas`] implementations: [`LocalCasClient`] (a LocalCAS server, rebox casd or
+//! buildbox-casd), [`EmbeddedCas`] (the store in-process, with casd's staging and capture), and
+//! [`FetchingCas`] (`--disable-localcas`: the embedded one, filled from and emptied into a plain
+//! REAPI CAS server).
 //! A timeout is reported as such (see [`metadata`]) and by [`TIMEOUT_EXIT_CODE`].
 
 mod cas;
+mod connection;
 mod embedded;
 mod error;
 mod execute;
+mod fetching;
 mod local_cas;
 pub mod materialise;
 pub mod metadata;
@@ -31,9 +35,11 @@ pub mod signals;
 pub mod stage_fs;
 
 pub use cas::{ActionCas, DirectoryDigests, StageOptions};
+pub use connection::CasConnection;
 pub use embedded::EmbeddedCas;
 pub use error::ActionError;
 pub use execute::{Executed, HOSTNAME, Mount, RunOptions, execute};
+pub use fetching::FetchingCas;
 pub use local_cas::LocalCasClient;
 pub use plan::{Output, OutputField, Plan};
 pub use platform::{ISAS, Platform};

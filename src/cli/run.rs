@@ -15,7 +15,8 @@ use rebox_runner_spec::{BindMount, Outcome};
 use rebox_runner_userns::UsernsRunner;
 
 use crate::action::{
-    self, ActionCas, ActionError, EmbeddedCas, LocalCasClient, Mount, Plan, RunOptions, TIMEOUT_EXIT_CODE,
+    self, ActionCas, ActionError, CasConnection, EmbeddedCas, FetchingCas, LocalCasClient, Mount, Plan,
+    RunOptions, TIMEOUT_EXIT_CODE,
 };
 use crate::casd::logging::{self, LogLevel};
 use crate::digest::DigestFunction;
@@ -112,7 +113,8 @@ pub struct RunArgs {
     /// Stage inputs under this directory
     #[arg(long, value_name = "PATH")]
     workspace_path: Option<PathBuf>,
-    /// Fetch and stage without LocalCAS calls (not supported yet: refused)
+    /// Fetch inputs from --remote over plain CAS/ByteStream and stage and capture in the
+    /// embedded store (--cas-dir), uploading outputs back: for servers without LocalCAS
     #[arg(long)]
     disable_localcas: bool,
 
@@ -255,13 +257,17 @@ pub fn run(args: RunArgs, program: &str) -> ExitCode {
         let action_bytes =
             std::fs::read(&checked.action).map_err(|e| ActionError::io("read", &checked.action, e))?;
         let action = Plan::decode_action(&action_bytes)?;
+        let embedded = || {
+            let root = args.cas_dir.clone().or_else(super::cas::default_cas_dir).ok_or(RunError::NoCasDir)?;
+            Ok::<_, RunError>(EmbeddedCas::open(&root, checked.function)?)
+        };
         let mut cas: Box<dyn ActionCas> = match &args.remote {
-            Some(url) => Box::new(LocalCasClient::connect(url, &args.instance, checked.function)?),
-            None => {
-                let root =
-                    args.cas_dir.clone().or_else(super::cas::default_cas_dir).ok_or(RunError::NoCasDir)?;
-                Box::new(EmbeddedCas::open(&root, checked.function)?)
+            Some(url) if args.disable_localcas => {
+                let remote = CasConnection::connect(url, &args.instance, checked.function)?;
+                Box::new(FetchingCas::new(embedded()?, remote))
             }
+            Some(url) => Box::new(LocalCasClient::connect(url, &args.instance, checked.function)?),
+            None => Box::new(embedded()?),
         };
         let executed =
             action::execute(cas.as_mut(), &UsernsRunner::default(), &action, &checked.options, &cancel)?;
@@ -301,11 +307,11 @@ fn check(args: &RunArgs) -> Result<Checked, RunError> {
             value: args.digest_function.clone(),
             reason: e.to_string(),
         })?;
-    if args.disable_localcas {
+    if args.disable_localcas && args.remote.is_none() {
         return Err(RunError::BadFlag {
             flag: "--disable-localcas",
             value: "true".into(),
-            reason: "not supported yet: use a LocalCAS server (--remote) or the embedded store".into(),
+            reason: "needs --remote (a CAS server to fetch from and upload to)".into(),
         });
     }
     let staging_mode = match args.staging_mode.as_str() {
