@@ -34,6 +34,11 @@ pub(crate) fn run(plan: &Plan) -> ! {
 fn main(sys: &impl Sys, plan: &Plan) -> Result<c_int, Failure> {
     // SAFETY: prctl(2) with integer arguments: the sandbox dies with the runner's thread.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if runner_has_exited(plan.runner_pidfd) {
+        // It died before the death signal was armed: nobody would ever kill us.
+        // SAFETY: _exit(2), as in `run`.
+        unsafe { libc::_exit(1) };
+    }
     close_inherited_fds(&plan.keep_fds);
     reset_signal_dispositions();
     idmap::write(sys, &plan.ids)?;
@@ -48,6 +53,16 @@ fn main(sys: &impl Sys, plan: &Plan) -> Result<c_int, Failure> {
         0 => exec::run(&plan.exec, plan.report_fd),
         pid => Ok(supervise(pid as libc::pid_t)),
     }
+}
+
+/// Whether the runner's process has exited (its pidfd is readable).
+fn runner_has_exited(pidfd: c_int) -> bool {
+    let mut poll = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll(2) on one pollfd on the stack, without waiting.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    // SAFETY: the runner's pidfd is not needed any more.
+    unsafe { libc::close(pidfd) };
+    ready > 0
 }
 
 /// Closes every descriptor but `keep` (sorted): the runner's other threads may have had files

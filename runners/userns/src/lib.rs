@@ -13,7 +13,9 @@
 //!   terminal, with exactly the spec's environment;
 //! - the first process of the pid namespace is a small init (see `init.rs`) that forwards
 //!   signals to the command and reaps orphans; when the command exits, init exits and the kernel
-//!   kills everything left in the namespace.
+//!   kills everything left in the namespace. Init dies with the runner (`PR_SET_PDEATHSIG`
+//!   SIGKILL, plus a check of the runner's pidfd for the instant before that was armed), so a
+//!   killed runner leaves no sandbox behind either.
 //!
 //! # Why clone, and why the child never allocates
 //!
@@ -46,8 +48,12 @@ mod net;
 mod paths;
 mod plan;
 mod procfs;
+#[cfg(test)]
+mod recording;
 mod report;
 mod rootfs;
+#[cfg(test)]
+mod rootfs_tests;
 mod seccomp;
 mod spawn;
 mod stdio;
@@ -55,7 +61,7 @@ mod sys;
 mod wait;
 
 use std::ffi::c_int;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::fcntl::OFlag;
 use rebox_runner_spec::{Cancel, Completion, Runner, Spec};
@@ -86,7 +92,16 @@ impl Runner for UsernsRunner {
             |errno| UsernsError::Host { what: "configure the report pipe".to_owned(), source: errno.into() },
         )?;
         plan.report_fd = report_write.as_raw_fd();
-        let mut keep: Vec<c_int> = vec![0, 1, 2, plan.report_fd];
+        // SAFETY: pidfd_open(2) of our own process; it returns a new descriptor or -1.
+        let runner_pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+        if runner_pidfd < 0 {
+            let source = std::io::Error::last_os_error();
+            return Err(UsernsError::Host { what: "open a pidfd of the runner".to_owned(), source });
+        }
+        // SAFETY: a new descriptor nobody else owns (pidfds are close-on-exec).
+        let runner_pidfd = unsafe { OwnedFd::from_raw_fd(runner_pidfd as c_int) };
+        plan.runner_pidfd = runner_pidfd.as_raw_fd();
+        let mut keep: Vec<c_int> = vec![0, 1, 2, plan.report_fd, plan.runner_pidfd];
         keep.extend(streams.raw().into_iter().flatten());
         keep.sort_unstable();
         keep.dedup();
@@ -94,6 +109,7 @@ impl Runner for UsernsRunner {
         let sandbox = spawn::spawn(&plan, spec.network)?;
         // The sandbox holds its own copies now.
         drop(report_write);
+        drop(runner_pidfd);
         drop(streams);
         wait::wait(&plan, sandbox, report_read, spec.timeout, cancel)
     }

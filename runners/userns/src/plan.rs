@@ -78,6 +78,8 @@ pub(crate) struct Plan {
     pub keep_fds: Vec<c_int>,
     /// The write end of the report pipe.
     pub report_fd: c_int,
+    /// A pidfd of the runner's process, to notice it died before the death signal was armed.
+    pub runner_pidfd: c_int,
 }
 
 fn c_string(what: &str, bytes: &[u8]) -> Result<CString, UsernsError> {
@@ -147,6 +149,7 @@ impl Plan {
             seccomp: crate::seccomp::tiocsti_filter(),
             keep_fds: Vec::new(),
             report_fd: -1,
+            runner_pidfd: -1,
         })
     }
 

@@ -48,7 +48,13 @@ pub(crate) fn wait(
         let millis = wait_for.as_millis().max(1) as u16;
         match poll(&mut fds, PollTimeout::from(millis)) {
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(errno) => return Err(UsernsError::Wait(errno)),
+            Err(errno) => {
+                // Don't leave a sandbox running (or a zombie) behind an error.
+                // SAFETY: kill(2) of our unreaped child, as below.
+                unsafe { libc::kill(sandbox.pid, libc::SIGKILL) };
+                let _ = reap(sandbox.pid);
+                return Err(UsernsError::Wait(errno));
+            }
         }
         let exited = fds[0].revents().is_some_and(|r| !r.is_empty());
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
