@@ -2,6 +2,7 @@
 //!
 //! Layers, each depending only on those below it:
 //! - [`cli`]: the `rebox` command line (also invoked as `buildbox-run` / `buildbox-casd`);
+//! - [`action`]: running one REAPI Action in a sandbox (`rebox run`, `rebox exec`);
 //! - [`casd`]: the local CAS daemon (`rebox casd`, alias `buildbox-casd`);
 //! - [`grpc`]: the daemon's gRPC services (REAPI CAS, ByteStream, LocalCAS, ...);
 //! - [`expiry`]: keeping the store under its quota (LRU, in the background);
@@ -10,6 +11,7 @@
 //! - [`digest`]: content digests and hashing;
 //! - [`proto`]: the wire types.
 
+pub mod action;
 pub mod action_cache;
 pub mod capture;
 pub mod casd;

@@ -97,7 +97,7 @@ fn execute(args: CasArgs) -> Result<ExitCode, CasError> {
 
 /// `$XDG_CACHE_HOME/rebox` (an absolute XDG_CACHE_HOME only, as the XDG spec says), else
 /// `$HOME/.cache/rebox`.
-fn default_cas_dir() -> Option<PathBuf> {
+pub(super) fn default_cas_dir() -> Option<PathBuf> {
     let absolute = |name| std::env::var_os(name).map(PathBuf::from).filter(|p| p.is_absolute());
     match absolute("XDG_CACHE_HOME") {
         Some(cache) => Some(cache.join("rebox")),

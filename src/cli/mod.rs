@@ -2,7 +2,9 @@
 
 mod cas;
 mod casd;
+mod exec;
 mod multicall;
+mod run;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -24,6 +26,10 @@ enum Command {
     /// Serve the local CAS over gRPC: a drop-in for buildbox-casd
     #[command(disable_version_flag = true)]
     Casd(Box<crate::casd::CasdArgs>),
+    /// Run one REAPI Action in a sandbox: a drop-in for buildbox-run
+    Run(Box<run::RunArgs>),
+    /// Run a command in a sandbox on the embedded store, with caching
+    Exec(exec::ExecArgs),
 }
 
 /// Runs the command line given by `args` (`args[0]` is the program name, which may select a
@@ -54,5 +60,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     match cli.command {
         Command::Cas(args) => cas::run(args),
         Command::Casd(args) => casd::run(*args, &program),
+        Command::Run(args) => run::run(*args, &program),
+        Command::Exec(args) => exec::run(args),
     }
 }

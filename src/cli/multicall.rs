@@ -16,9 +16,11 @@ pub struct Personality {
     pub usage: &'static str,
 }
 
-/// Every other name rebox answers to. (`buildbox-run` joins as `run` once `rebox run` exists.)
-pub const PERSONALITIES: &[Personality] =
-    &[Personality { name: "buildbox-casd", subcommand: "casd", usage: "buildbox-casd [OPTIONS] CACHE_DIR" }];
+/// Every other name rebox answers to.
+pub const PERSONALITIES: &[Personality] = &[
+    Personality { name: "buildbox-casd", subcommand: "casd", usage: "buildbox-casd [OPTIONS] CACHE_DIR" },
+    Personality { name: "buildbox-run", subcommand: "run", usage: "buildbox-run [OPTIONS]" },
+];
 
 /// The personality `argv0` names, if any.
 pub fn personality(argv0: &OsStr) -> Option<&'static Personality> {

@@ -1,0 +1,142 @@
+//! [`EmbeddedCas`]: the store on disk, in this process, with casd's own staging ([`Stages`])
+//! and capture ([`crate::capture`]): no daemon needed.
+
+use std::path::{Path, PathBuf};
+
+use super::cas::{ActionCas, DirectoryDigests, StageOptions};
+use super::error::ActionError;
+use crate::capture::{self, CaptureOptions, CapturedFile, KnownDigests, OutputFormat, Properties, Target};
+use crate::digest::{Digest, DigestFunction};
+use crate::staging::{StageId, StageRequest, Stages, cleanup_stale};
+use crate::store::{Store, StoreError};
+
+/// The embedded store and this process's stages in it.
+#[derive(Debug)]
+pub struct EmbeddedCas {
+    store: Store,
+    stages: Stages,
+    staged: Option<StageId>,
+}
+
+impl EmbeddedCas {
+    /// Opens (creating if needed) the store at `root`, after clearing what runs killed before
+    /// they could clean up left under its staging dir.
+    pub fn open(root: &Path, function: DigestFunction) -> Result<Self, ActionError> {
+        let store = Store::open(root, function)?;
+        if let Err(error) = cleanup_stale(root) {
+            tracing::warn!(%error, "cannot clean up stale stages");
+        }
+        let stages = Stages::new(store.clone());
+        Ok(Self { store, stages, staged: None })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn capture_target(path: &Path) -> Result<Target, ActionError> {
+        let text =
+            path.to_str().ok_or_else(|| ActionError::Invalid(format!("{} is not UTF-8", path.display())))?;
+        Target::resolve(None, text).map_err(|source| ActionError::capture(text, source))
+    }
+}
+
+impl ActionCas for EmbeddedCas {
+    fn digest_function(&self) -> DigestFunction {
+        self.store.digest_function()
+    }
+
+    fn read_blob(&mut self, digest: &Digest, what: &'static str) -> Result<Vec<u8>, ActionError> {
+        match self.store.read_verified(digest) {
+            Ok(data) => Ok(data),
+            Err(StoreError::NotFound { .. }) => Err(ActionError::MissingBlob { what, digest: *digest }),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn stage(&mut self, root: &Digest, options: &StageOptions) -> Result<PathBuf, ActionError> {
+        let request = StageRequest {
+            root: *root,
+            path: options.path.clone(),
+            credentials: options.owner,
+            mode: options.mode,
+        };
+        let staged = self.stages.stage(&request)?;
+        self.staged = Some(staged.id);
+        Ok(staged.dir)
+    }
+
+    fn unstage(&mut self) -> Result<(), ActionError> {
+        if let Some(id) = self.staged.take() {
+            self.stages.unstage(id)?;
+            self.stages.flush();
+        }
+        Ok(())
+    }
+
+    fn capture_directories(
+        &mut self,
+        paths: &[PathBuf],
+        properties: Properties,
+        format: OutputFormat,
+    ) -> Result<Vec<DirectoryDigests>, ActionError> {
+        let options = CaptureOptions { properties, move_files: false };
+        paths
+            .iter()
+            .map(|path| {
+                let target = Self::capture_target(path)?;
+                let known = self.stages.known_digests(path);
+                let captured = capture::capture_tree(
+                    &self.store,
+                    &target,
+                    &options,
+                    format,
+                    known.as_ref().map(|k| k as &dyn KnownDigests),
+                )
+                .map_err(|source| ActionError::capture(path.display().to_string(), source))?;
+                Ok(DirectoryDigests {
+                    tree: captured.tree,
+                    root_directory: format.root_directory().then_some(captured.root_directory),
+                })
+            })
+            .collect()
+    }
+
+    fn capture_files(
+        &mut self,
+        paths: &[PathBuf],
+        properties: Properties,
+    ) -> Result<Vec<CapturedFile>, ActionError> {
+        let options = CaptureOptions { properties, move_files: false };
+        paths
+            .iter()
+            .map(|path| {
+                let target = Self::capture_target(path)?;
+                let known = self.stages.known_digests(path);
+                capture::capture_file(
+                    &self.store,
+                    &target,
+                    &options,
+                    known.as_ref().map(|k| k as &dyn KnownDigests),
+                )
+                .map_err(|source| ActionError::capture(path.display().to_string(), source))
+            })
+            .collect()
+    }
+
+    fn upload_file(&mut self, path: &Path) -> Result<Digest, ActionError> {
+        Ok(self.store.put_file(path, None)?)
+    }
+
+    fn upload_blob(&mut self, data: Vec<u8>) -> Result<Digest, ActionError> {
+        Ok(self.store.put_bytes(&data)?)
+    }
+}
+
+impl Drop for EmbeddedCas {
+    fn drop(&mut self) {
+        // Unstages anything left (an error path) and removes this process's staging dir.
+        self.stages.shutdown();
+    }
+}
