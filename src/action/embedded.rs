@@ -22,7 +22,7 @@ impl EmbeddedCas {
     /// Opens (creating if needed) the store at `root`, after clearing what runs killed before
     /// they could clean up left under its staging dir.
     pub fn open(root: &Path, function: DigestFunction) -> Result<Self, ActionError> {
-        let store = Store::open(root, function)?;
+        let store = Store::open_unscanned(root, function)?;
         if let Err(error) = cleanup_stale(root) {
             tracing::warn!(%error, "cannot clean up stale stages");
         }
