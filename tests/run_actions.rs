@@ -221,6 +221,53 @@ fn platform_properties_set_ids_network_hostname_and_personality() {
     assert!(interfaces.lines().any(|l| l != "lo"), "network=on shares the host's: {interfaces}");
 }
 
+/// Connects to 127.0.0.1:PORT from inside and says whether the host's listener answered.
+fn reach_host_listener(cas: &Cas, network: bool) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        listener.set_nonblocking(false).unwrap();
+        if let Ok((mut stream, _)) = listener.accept() {
+            let _ = stream.write_all(b"host listener\n");
+        }
+    });
+    let mut spec = Spec::sh(&format!("nc -w 2 127.0.0.1 {port} </dev/null || echo unreachable"));
+    if network {
+        spec.platform("network", "on");
+    }
+    let out = text(cas, &run_spec(cas, &spec, &[]).ok().stdout_digest);
+    // Unblock the accept if nothing came.
+    let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+    server.join().unwrap();
+    out
+}
+
+#[test]
+fn a_host_listener_on_loopback_is_unreachable_without_network_and_reachable_with_it() {
+    let cas = Cas::new(Kind::Embedded);
+    assert_eq!(reach_host_listener(&cas, false), "unreachable\n", "the sandbox's lo is its own");
+    assert_eq!(reach_host_listener(&cas, true), "host listener\n", "network=on shares the host's");
+}
+
+#[test]
+fn host_files_are_invisible_inside() {
+    let cas = Cas::new(Kind::Embedded);
+    let host = tempfile::tempdir().unwrap();
+    let marker = host.path().join("host-only-marker");
+    fs::write(&marker, b"secret").unwrap();
+    let script = format!(
+        "test -e {} && echo marker-visible; test -e /etc/passwd && echo passwd-visible; \
+         test -e /root && echo root-visible; test -e /sys/kernel && echo sys-visible; ls /",
+        marker.display()
+    );
+    let out = text(&cas, &run_spec(&cas, &Spec::sh(&script), &[]).ok().stdout_digest);
+    let mut entries: Vec<&str> = out.lines().collect();
+    entries.sort_unstable();
+    // The input root (busybox: bin) plus what the sandbox mounts; nothing of the host.
+    assert_eq!(entries, ["bin", "dev", "proc", "tmp"], "{out}");
+}
+
 #[test]
 fn bind_mounts_are_visible_inside_read_only_or_not() {
     let cas = Cas::new(Kind::Embedded);
