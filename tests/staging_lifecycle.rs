@@ -105,6 +105,24 @@ fn cleanup_all_leaves_no_mount_and_no_dir() {
 }
 
 #[test]
+fn detach_unmounts_now_and_leaves_its_dir_to_the_next_clean_up() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let (_tmp, store) = store();
+    let stages = Stages::new(store.clone());
+    let staged = stages.stage(&request(tree(&store, "1"))).unwrap();
+    assert!(!mounts_under(stages.layout().staging()).is_empty());
+    assert_eq!(stages.detach(), 1);
+    assert!(mounts_under(stages.layout().staging()).is_empty(), "a detached stage stays mounted");
+    assert!(!Path::new(&staged.path).join("plain").exists());
+    // The dir is no longer locked: the next clean-up (another process's) takes it.
+    let report = cleanup_stale(store.root()).unwrap();
+    assert_eq!(report.daemons, 1, "the detached dir was not left to the next clean-up");
+    assert!(entries(stages.layout().staging()).is_empty());
+}
+
+#[test]
 fn client_paths_must_be_missing_or_empty_directories() {
     if !is_root() {
         return eprintln!("skipped: needs root");

@@ -23,8 +23,16 @@ impl EmbeddedCas {
     /// they could clean up left under its staging dir.
     pub fn open(root: &Path, function: DigestFunction) -> Result<Self, ActionError> {
         let store = Store::open_unscanned(root, function)?;
-        if let Err(error) = cleanup_stale(root) {
-            tracing::warn!(%error, "cannot clean up stale stages");
+        // What earlier runs left (their dirs, see `Drop`) goes in the background, while this
+        // run works; whatever is not done when this process exits, the next one finishes.
+        let stale_root = root.to_owned();
+        let spawned = std::thread::Builder::new().name("rebox-stale".into()).spawn(move || {
+            if let Err(error) = cleanup_stale(&stale_root) {
+                tracing::warn!(%error, "cannot clean up stale stages");
+            }
+        });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the stale-stage clean-up");
         }
         let stages = Stages::new(store.clone());
         Ok(Self { store, stages, staged: None })
@@ -69,8 +77,8 @@ impl ActionCas for EmbeddedCas {
 
     fn unstage(&mut self) -> Result<(), ActionError> {
         if let Some(id) = self.staged.take() {
+            // Unmounted now; its dirs are deleted in the background (see `Drop`).
             self.stages.unstage(id)?;
-            self.stages.flush();
         }
         Ok(())
     }
@@ -136,7 +144,8 @@ impl ActionCas for EmbeddedCas {
 
 impl Drop for EmbeddedCas {
     fn drop(&mut self) {
-        // Unstages anything left (an error path) and removes this process's staging dir.
-        self.stages.shutdown();
+        // Unstages anything left (an error path); this process's staging dir is deleted by the
+        // reaper while the process lives and by the next clean-up after (`Stages::detach`).
+        self.stages.detach();
     }
 }

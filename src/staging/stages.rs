@@ -337,6 +337,24 @@ impl Stages {
         live
     }
 
+    /// For a process about to exit: unstages every live stage (nothing stays mounted) and lets go
+    /// of this process's dir without waiting for its deletion, which the reaper goes on with
+    /// while the process lives and the next clean-up ([`super::cleanup_stale`], by the next run
+    /// or a daemon's start) finishes. Deleting costs a few milliseconds a directory on a disk
+    /// mounted with `discard`, which a one-action process should not wait for. Returns how many
+    /// stages were still live.
+    pub fn detach(&self) -> usize {
+        let stages: Vec<Arc<LiveStage>> = lock(&self.inner.live).drain().map(|(_, s)| s).collect();
+        for stage in &stages {
+            if let Err(error) = self.teardown(stage) {
+                tracing::error!(path = %stage.target.reply, %error, "cannot unstage");
+            }
+        }
+        // Dropping the dirs releases the owner dir's lock once the reaper lets go of them too.
+        lock(&self.inner.dirs).take();
+        stages.len()
+    }
+
     /// Waits until the dirs of every unstaged stage are deleted (they are deleted in the
     /// background after an unstage returns).
     pub fn flush(&self) {

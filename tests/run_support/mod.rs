@@ -201,15 +201,16 @@ impl Cas {
     }
 }
 
-/// Entries of a staging dir that are stages: for the embedded store any entry (each run
-/// removes its own dir); for a daemon the entries of its own dir but trash being deleted.
+/// Entries of a staging dir that are stages: for buildbox-casd any entry; for rebox (a daemon,
+/// or embedded runs, which leave their dir's deletion to the next clean-up) the entries of the
+/// per-process dirs but trash being deleted.
 fn stage_dirs(staging: &Path, kind: Kind) -> Vec<PathBuf> {
     let list = |dir: &Path| -> Vec<PathBuf> {
         fs::read_dir(dir).map(|e| e.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default()
     };
     match kind {
-        Kind::Embedded | Kind::BuildboxCasd => list(staging),
-        Kind::ReboxCasd => list(staging)
+        Kind::BuildboxCasd => list(staging),
+        Kind::Embedded | Kind::ReboxCasd => list(staging)
             .iter()
             .flat_map(|owner| list(owner))
             .filter(|p| {
