@@ -43,6 +43,19 @@ impl EmbeddedCas {
         &self.store
     }
 
+    /// Runs `capture` on `path`, with the digests its stage already knows (no re-hashing of
+    /// what the action did not touch).
+    fn capture_with<T>(
+        &self,
+        path: &Path,
+        capture: impl FnOnce(&Target, Option<&dyn KnownDigests>) -> Result<T, capture::CaptureError>,
+    ) -> Result<T, ActionError> {
+        let target = Self::capture_target(path)?;
+        let known = self.stages.known_digests(path);
+        capture(&target, known.as_ref().map(|k| k as &dyn KnownDigests))
+            .map_err(|source| ActionError::capture(path.display().to_string(), source))
+    }
+
     fn capture_target(path: &Path) -> Result<Target, ActionError> {
         let text =
             path.to_str().ok_or_else(|| ActionError::Invalid(format!("{} is not UTF-8", path.display())))?;
@@ -93,16 +106,9 @@ impl ActionCas for EmbeddedCas {
         paths
             .iter()
             .map(|path| {
-                let target = Self::capture_target(path)?;
-                let known = self.stages.known_digests(path);
-                let captured = capture::capture_tree(
-                    &self.store,
-                    &target,
-                    &options,
-                    format,
-                    known.as_ref().map(|k| k as &dyn KnownDigests),
-                )
-                .map_err(|source| ActionError::capture(path.display().to_string(), source))?;
+                let captured = self.capture_with(path, |target, known| {
+                    capture::capture_tree(&self.store, target, &options, format, known)
+                })?;
                 Ok(DirectoryDigests {
                     tree: captured.tree,
                     root_directory: format.root_directory().then_some(captured.root_directory),
@@ -120,15 +126,9 @@ impl ActionCas for EmbeddedCas {
         paths
             .iter()
             .map(|path| {
-                let target = Self::capture_target(path)?;
-                let known = self.stages.known_digests(path);
-                capture::capture_file(
-                    &self.store,
-                    &target,
-                    &options,
-                    known.as_ref().map(|k| k as &dyn KnownDigests),
-                )
-                .map_err(|source| ActionError::capture(path.display().to_string(), source))
+                self.capture_with(path, |target, known| {
+                    capture::capture_file(&self.store, target, &options, known)
+                })
             })
             .collect()
     }
