@@ -9,7 +9,7 @@ mod run;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// rebox: a sandboxed build runner for REAPI actions, with its own local CAS.
 #[derive(Debug, Parser)]
@@ -36,31 +36,50 @@ enum Command {
 /// personality such as `buildbox-casd`).
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let personality = args.first().and_then(|argv0| multicall::personality(argv0));
-    let (args, program) = match personality {
-        Some(personality) => (multicall::as_rebox(personality, args), personality.name.to_owned()),
-        None => (args, "rebox".to_owned()),
-    };
-    let mut command = Cli::command();
-    if let Some(personality) = personality {
-        command = command.mut_subcommand(personality.subcommand, |sub| sub.override_usage(personality.usage));
+    match personality {
+        // A personality parses its own arguments only: building every subcommand's parser is a
+        // measurable part of a runner's start-up, which BuildStream pays for every action.
+        Some(p) if p.subcommand == "run" => {
+            parse_personality(p, args).map_or_else(|c| c, |a| run::run(a, p.name))
+        }
+        Some(p) if p.subcommand == "casd" => {
+            parse_personality(p, args).map_or_else(|c| c, |a| casd::run(a, p.name))
+        }
+        _ => rebox_main(args),
     }
-    let parsed = command.try_get_matches_from(args).and_then(|matches| Cli::from_arg_matches(&matches));
+}
+
+/// `rebox SUBCOMMAND ...`.
+fn rebox_main(args: Vec<OsString>) -> ExitCode {
+    let parsed =
+        Cli::command().try_get_matches_from(args).and_then(|matches| Cli::from_arg_matches(&matches));
     let cli = match parsed {
         Ok(cli) => cli,
-        Err(error) => {
-            let _ = error.print();
-            return match (error.use_stderr(), personality) {
-                (false, _) => ExitCode::SUCCESS,
-                // BuildBox tools exit 1 on a bad command line.
-                (true, Some(_)) => ExitCode::FAILURE,
-                (true, None) => ExitCode::from(2),
-            };
-        }
+        Err(error) => return parse_failure(&error, ExitCode::from(2)),
     };
     match cli.command {
         Command::Cas(args) => cas::run(args),
-        Command::Casd(args) => casd::run(*args, &program),
-        Command::Run(args) => run::run(*args, &program),
+        Command::Casd(args) => casd::run(*args, "rebox"),
+        Command::Run(args) => run::run(*args, "rebox"),
         Command::Exec(args) => exec::run(args),
     }
+}
+
+/// The arguments of `personality`'s subcommand, parsed from `args`; or the exit code after a
+/// bad command line (1, as BuildBox's tools exit), `--help` or `--version`.
+fn parse_personality<A: Args + FromArgMatches>(
+    personality: &multicall::Personality,
+    args: Vec<OsString>,
+) -> Result<A, ExitCode> {
+    let command = clap::Command::new(personality.name).override_usage(personality.usage);
+    A::augment_args(command)
+        .try_get_matches_from(args)
+        .and_then(|matches| A::from_arg_matches(&matches))
+        .map_err(|error| parse_failure(&error, ExitCode::FAILURE))
+}
+
+/// Prints a parse error (or the help or version asked for) and gives the exit code.
+fn parse_failure(error: &clap::Error, on_error: ExitCode) -> ExitCode {
+    let _ = error.print();
+    if error.use_stderr() { on_error } else { ExitCode::SUCCESS }
 }

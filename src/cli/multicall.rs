@@ -1,8 +1,9 @@
-//! One binary, several names: invoked as `buildbox-casd` (a symlink or a copy named so), rebox
-//! behaves as `rebox casd`, so that a directory of such links first on `PATH` swaps rebox in for
-//! BuildBox. Adding a name is one line in [`PERSONALITIES`].
+//! One binary, several names: invoked as `buildbox-casd` or `buildbox-run` (a symlink or a copy
+//! named so), rebox behaves as `rebox casd` or `rebox run`, so that a directory of such links
+//! first on `PATH` swaps rebox in for BuildBox. A name is a line in [`PERSONALITIES`] and an arm
+//! in `cli::main`, which parses only that subcommand's arguments.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::path::Path;
 
 /// A name rebox answers to, and the subcommand it stands for.
@@ -28,12 +29,6 @@ pub fn personality(argv0: &OsStr) -> Option<&'static Personality> {
     PERSONALITIES.iter().find(|p| OsStr::new(p.name) == name)
 }
 
-/// `NAME ARGS...` as `rebox SUBCOMMAND ARGS...`.
-pub fn as_rebox(personality: &Personality, args: Vec<OsString>) -> Vec<OsString> {
-    let rest = args.into_iter().skip(1);
-    [OsString::from("rebox"), OsString::from(personality.subcommand)].into_iter().chain(rest).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,7 +41,5 @@ mod tests {
         for argv0 in ["rebox", "/usr/bin/rebox", "buildbox-casd-old", "casd", ""] {
             assert_eq!(personality(OsStr::new(argv0)), None, "{argv0}");
         }
-        let args = ["/bin/buildbox-casd", "--version", "/"].map(OsString::from).to_vec();
-        assert_eq!(as_rebox(&PERSONALITIES[0], args), ["rebox", "casd", "--version", "/"]);
     }
 }
