@@ -111,6 +111,23 @@ fn unsupported_platform_properties_are_refused_before_staging() {
     assert!(cas.stages_left().is_empty());
 }
 
+/// With its platform in the Action, the Command is read while the input root is staged: a
+/// Command refused then must still be a one-line error that leaves no stage behind.
+#[test]
+fn a_bad_command_read_while_staging_leaves_no_stage() {
+    for kind in [Kind::Embedded, Kind::ReboxCasd] {
+        let cas = Cas::new(kind);
+        let mut spec = Spec::new(&[]);
+        spec.platform("OSFamily", "linux");
+        let run = run_spec(&cas, &spec, &[]);
+        assert_eq!(run.status.code(), Some(1), "{kind:?}: {}", run.stderr);
+        assert!(run.stderr.contains("no arguments"), "{kind:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{kind:?}: {}", run.stderr);
+        assert!(cas.stages_left().is_empty(), "{kind:?}: {:?}", cas.stages_left());
+        assert!(cas.mounts_left().is_empty(), "{kind:?}: {:?}", cas.mounts_left());
+    }
+}
+
 #[test]
 fn unknown_platform_properties_are_ignored() {
     let cas = Cas::new(Kind::Embedded);

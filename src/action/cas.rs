@@ -42,6 +42,20 @@ pub trait ActionCas {
     /// Stages the tree `root`; returns the stage's host path.
     fn stage(&mut self, root: &Digest, options: &StageOptions) -> Result<PathBuf, ActionError>;
 
+    /// Reads the blob `blob` and stages the tree `root`: at once where the CAS can overlap the
+    /// two (one round trip instead of two), else one after the other. If the read fails after
+    /// the stage was made, the stage stays for [`ActionCas::unstage`].
+    fn read_blob_and_stage(
+        &mut self,
+        blob: &Digest,
+        what: &'static str,
+        root: &Digest,
+        options: &StageOptions,
+    ) -> Result<(Vec<u8>, PathBuf), ActionError> {
+        let data = self.read_blob(blob, what)?;
+        Ok((data, self.stage(root, options)?))
+    }
+
     /// Unstages what [`ActionCas::stage`] staged (nothing if nothing is staged).
     fn unstage(&mut self) -> Result<(), ActionError>;
 

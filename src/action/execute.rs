@@ -12,6 +12,7 @@ use super::error::ActionError;
 use super::metadata::{deadline_exceeded, now, statistics};
 use super::outputs::collect;
 use super::plan::Plan;
+use super::platform::Platform;
 use super::stage_fs::make_dirs;
 use crate::proto::build::bazel::remote::execution::v2 as reapi;
 use crate::staging::{Owner, StagingMode};
@@ -75,28 +76,13 @@ pub fn execute<R: Runner>(
         input_fetch_start_timestamp: Some(now()),
         ..Default::default()
     };
-    let function = cas.digest_function();
-    let command_digest = Plan::command_digest(action, function)?;
-    let command = cas.read_blob(&command_digest, "command")?;
-    let plan = Plan::new(action, &command, function)?;
-    let mounts = mounts_for(&plan, options)?;
-    check_cancelled(cancel)?;
-
+    let (plan, root, mounts) = fetch_and_stage(cas, action, options, cancel)?;
     let platform = &plan.platform;
     let (uid, gid) = (
         platform.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw()),
         platform.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw()),
     );
-    // The user-namespace runner maps the sandbox's uid and gid to this process's effective ids:
-    // a stage owned by those is owned by the sandbox's ids inside. So with unixUID/unixGID the
-    // stage's access_credentials are the host side of that map (a stage owned by the sandbox
-    // ids themselves would show as unmapped "nobody" inside, and be unwritable).
-    let owner = (platform.uid.is_some() || platform.gid.is_some())
-        .then(|| Owner { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() });
-    let workspace_stage =
-        options.workspace.as_ref().map(|dir| dir.join(format!("rebox-run-{}", std::process::id())));
-    let stage_options = StageOptions { owner, mode: options.staging_mode, path: workspace_stage };
-    let root = cas.stage(&plan.input_root, &stage_options)?;
+    let owner = stage_owner(platform);
     let ran =
         run_staged(cas, runner, &plan, &root, options, mounts, (uid, gid), owner, &mut metadata, cancel);
     let unstaged = cas.unstage();
@@ -105,6 +91,54 @@ pub fn execute<R: Runner>(
     metadata.worker_completed_timestamp = Some(now());
     result.execution_metadata = Some(metadata);
     Ok(Executed { result, outcome })
+}
+
+/// Reads the Command, checks the action and stages its input root. When the Action carries its
+/// platform (REAPI v2.2; BuildStream sends it), staging needs nothing from the Command, so the
+/// read and the stage go out together; a Command refused afterwards unstages again.
+fn fetch_and_stage(
+    cas: &mut dyn ActionCas,
+    action: &reapi::Action,
+    options: &RunOptions,
+    cancel: &Cancel,
+) -> Result<(Plan, PathBuf, Vec<BindMount>), ActionError> {
+    let function = cas.digest_function();
+    let command_digest = Plan::command_digest(action, function)?;
+    let stage_options = |platform: &Platform| StageOptions {
+        owner: stage_owner(platform),
+        mode: options.staging_mode,
+        path: options.workspace.as_ref().map(|dir| dir.join(format!("rebox-run-{}", std::process::id()))),
+    };
+    let early = action.platform.as_ref().filter(|p| !p.properties.is_empty());
+    let Some(early) = early else {
+        let command = cas.read_blob(&command_digest, "command")?;
+        let plan = Plan::new(action, &command, function)?;
+        let mounts = mounts_for(&plan.platform, options)?;
+        check_cancelled(cancel)?;
+        let root = cas.stage(&plan.input_root, &stage_options(&plan.platform))?;
+        return Ok((plan, root, mounts));
+    };
+    let platform = Platform::from_proto(Some(early))?;
+    let mounts = mounts_for(&platform, options)?;
+    let input_root = Plan::input_root(action, function)?;
+    check_cancelled(cancel)?;
+    let staged = cas.read_blob_and_stage(&command_digest, "command", &input_root, &stage_options(&platform));
+    // The plan takes the Action's platform, the one staging was done for.
+    let checked =
+        staged.and_then(|(command, root)| Ok((Plan::new(action, &command, function)?, root, mounts)));
+    if checked.is_err() {
+        let _ = cas.unstage();
+    }
+    checked
+}
+
+/// Who owns the stage. The user-namespace runner maps the sandbox's uid and gid to this
+/// process's effective ids: a stage owned by those is owned by the sandbox's ids inside. So with
+/// unixUID/unixGID the stage's access_credentials are the host side of that map (a stage owned by
+/// the sandbox ids themselves would show as unmapped "nobody" inside, and be unwritable).
+fn stage_owner(platform: &Platform) -> Option<Owner> {
+    (platform.uid.is_some() || platform.gid.is_some())
+        .then(|| Owner { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() })
 }
 
 #[allow(clippy::too_many_arguments, reason = "one call site; the phases share all of these")]
@@ -198,14 +232,14 @@ fn run_staged<R: Runner>(
 
 /// The bind mounts for `plan`: the options' (those whose `inject` condition holds) and the CAS
 /// socket at `remoteApisSocketPath`.
-fn mounts_for(plan: &Plan, options: &RunOptions) -> Result<Vec<BindMount>, ActionError> {
+fn mounts_for(platform: &Platform, options: &RunOptions) -> Result<Vec<BindMount>, ActionError> {
     let mut mounts: Vec<BindMount> = options
         .mounts
         .iter()
-        .filter(|m| m.only_with_inject.as_ref().is_none_or(|content| plan.platform.has("inject", content)))
+        .filter(|m| m.only_with_inject.as_ref().is_none_or(|content| platform.has("inject", content)))
         .map(|m| m.mount.clone())
         .collect();
-    if let Some(target) = &plan.platform.remote_apis_socket_path {
+    if let Some(target) = &platform.remote_apis_socket_path {
         let Some(source) = &options.remote_apis_socket else {
             return Err(ActionError::Platform {
                 name: "remoteApisSocketPath".to_owned(),

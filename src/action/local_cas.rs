@@ -49,6 +49,39 @@ impl LocalCasClient {
             .max_decoding_message_size(usize::MAX)
     }
 
+    /// The StageTree call for `root`: answers the open call and the staged path.
+    fn stage_call(
+        &self,
+        root: &Digest,
+        options: &StageOptions,
+    ) -> impl std::future::Future<Output = Result<(Stage, String), ActionError>> + Send + 'static {
+        let request = StageTreeRequest {
+            instance_name: self.connection.instance().to_owned(),
+            root_digest: Some(to_proto(root)),
+            path: options.path.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+            access_credentials: options.owner.map(|o| Credentials { uid: o.uid.into(), gid: o.gid.into() }),
+            staging_mode: match options.mode {
+                StagingMode::Default => ProtoMode::Default,
+                StagingMode::CopyOrLink => ProtoMode::CopyOrLink,
+                StagingMode::Fuse => ProtoMode::Fuse,
+            } as i32,
+            ..Default::default()
+        };
+        let mut client = self.local_cas();
+        async move {
+            let (requests, receiver) = mpsc::channel(2);
+            requests.send(request).await.map_err(|_| remote("StageTree", "the call ended"))?;
+            let mut responses = client
+                .stage_tree(ReceiverStream::new(receiver))
+                .await
+                .map_err(|s| remote_status("StageTree", s))?
+                .into_inner();
+            let first = responses.message().await.map_err(|s| remote_status("StageTree", s))?;
+            let first = first.ok_or_else(|| remote("StageTree", "the server answered nothing"))?;
+            Ok((Stage { requests, responses }, first.path))
+        }
+    }
+
     fn paths(paths: &[PathBuf]) -> Vec<String> {
         paths.iter().map(|p| p.to_string_lossy().into_owned()).collect()
     }
@@ -75,33 +108,31 @@ impl ActionCas for LocalCasClient {
     }
 
     fn stage(&mut self, root: &Digest, options: &StageOptions) -> Result<PathBuf, ActionError> {
-        let request = StageTreeRequest {
-            instance_name: self.connection.instance().to_owned(),
-            root_digest: Some(to_proto(root)),
-            path: options.path.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
-            access_credentials: options.owner.map(|o| Credentials { uid: o.uid.into(), gid: o.gid.into() }),
-            staging_mode: match options.mode {
-                StagingMode::Default => ProtoMode::Default,
-                StagingMode::CopyOrLink => ProtoMode::CopyOrLink,
-                StagingMode::Fuse => ProtoMode::Fuse,
-            } as i32,
-            ..Default::default()
-        };
-        let (requests, receiver) = mpsc::channel(2);
-        let mut client = self.local_cas();
-        let (responses, path) = self.connection.runtime().block_on(async move {
-            requests.send(request).await.map_err(|_| remote("StageTree", "the call ended"))?;
-            let mut responses = client
-                .stage_tree(ReceiverStream::new(receiver))
-                .await
-                .map_err(|s| remote_status("StageTree", s))?
-                .into_inner();
-            let first = responses.message().await.map_err(|s| remote_status("StageTree", s))?;
-            let first = first.ok_or_else(|| remote("StageTree", "the server answered nothing"))?;
-            Ok::<_, ActionError>(((requests, responses), first.path))
-        })?;
-        self.stage = Some(Stage { requests: responses.0, responses: responses.1 });
+        let staging = self.stage_call(root, options);
+        let (stage, path) = self.connection.runtime().block_on(staging)?;
+        self.stage = Some(stage);
         Ok(PathBuf::from(path))
+    }
+
+    fn read_blob_and_stage(
+        &mut self,
+        blob: &Digest,
+        what: &'static str,
+        root: &Digest,
+        options: &StageOptions,
+    ) -> Result<(Vec<u8>, PathBuf), ActionError> {
+        // The StageTree call runs as a task on the client's runtime, which drives it while the
+        // read below waits for its own answer: both requests are in flight at once.
+        let staging = self.connection.runtime().spawn(self.stage_call(root, options));
+        let read = self.connection.read_blob(blob, what);
+        let staged = self
+            .connection
+            .runtime()
+            .block_on(staging)
+            .map_err(|e| remote("StageTree", format!("the call's task failed: {e}")))?;
+        let (stage, path) = staged?;
+        self.stage = Some(stage);
+        Ok((read?, PathBuf::from(path)))
     }
 
     fn unstage(&mut self) -> Result<(), ActionError> {

@@ -4,7 +4,9 @@
 //! [`ActionCas`] (where inputs come from and outputs go), and gives an ActionResult:
 //!
 //! 1. the Command is read from the CAS and checked with the platform ([`Plan`], [`Platform`]),
-//!    so a bad action is refused before anything is staged;
+//!    so a bad action is refused before anything is staged; when the Action carries its own
+//!    platform, an unsupported one is refused before anything is read, and the Command is read
+//!    while the input root is staged (a Command refused then unstages it);
 //! 2. the input root is staged; the working directory and the parents of every output are
 //!    created inside it ([`stage_fs`], confined to the stage);
 //! 3. the sandbox runs the command (environment exactly as given, hostname `buildbox`);

@@ -72,6 +72,11 @@ impl Plan {
         digest(action.command_digest.as_ref(), "command", function)
     }
 
+    /// The digest of the Action's input root (to stage it).
+    pub fn input_root(action: &reapi::Action, function: DigestFunction) -> Result<Digest, ActionError> {
+        digest(action.input_root_digest.as_ref(), "input root", function)
+    }
+
     /// Decodes and checks `action` with its serialized `command`.
     pub fn new(
         action: &reapi::Action,
