@@ -304,9 +304,14 @@ impl Stages {
 
     /// Unstages a live stage: unmounts it and removes what staging made.
     pub fn unstage(&self, id: StageId) -> Result<()> {
+        let started = Instant::now();
         let stage = lock(&self.inner.live).remove(&id).ok_or(StagingError::UnknownStage(id.0))?;
         self.teardown(&stage)?;
-        tracing::debug!(path = %stage.target.reply, "unstaged");
+        tracing::debug!(
+            path = %stage.target.reply,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "unstaged"
+        );
         Ok(())
     }
 
