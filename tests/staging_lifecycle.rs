@@ -123,6 +123,28 @@ fn detach_unmounts_now_and_leaves_its_dir_to_the_next_clean_up() {
 }
 
 #[test]
+fn a_stage_is_closed_to_other_host_users() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let (_tmp, store) = store();
+    let stages = Stages::new(store.clone());
+    let staged = stages.stage(&request(tree(&store, "1"))).unwrap();
+    let as_nobody =
+        |args: &[&str]| Command::new(args[0]).args(&args[1..]).uid(65534).gid(65534).output().unwrap();
+    // The stage's path is no secret (it is in /proc/mounts), so its own dirs must keep others out.
+    let plain = format!("{}/plain", staged.path);
+    for args in [&["ls", staged.path.as_str()][..], &["cat", plain.as_str()]] {
+        let output = as_nobody(args);
+        assert!(!output.status.success(), "{args:?} worked as nobody");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("Permission denied"), "{output:?}");
+    }
+    // The owner can read it.
+    assert_eq!(fs::read(&plain).unwrap(), b"plain");
+    stages.cleanup_all();
+}
+
+#[test]
 fn client_paths_must_be_missing_or_empty_directories() {
     if !is_root() {
         return eprintln!("skipped: needs root");
