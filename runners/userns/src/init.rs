@@ -1,8 +1,10 @@
 //! The sandbox's init: the cloned child, pid 1 of the new pid namespace.
 //!
 //! It sets the sandbox up, forks the command, forwards the signals it receives to it and reaps
-//! every orphan. When the command exits, init reports its status and exits, and the kernel kills
-//! whatever else is left in the pid namespace: no process of the action survives it.
+//! every orphan. When the command exits, init kills and reaps whatever else is left in the pid
+//! namespace, reports what the action used and then its status, and exits: once the runner has
+//! the status, no process of the action runs any more, and init's own exit (the namespaces'
+//! teardown, a few hundred microseconds) overlaps the runner's next steps.
 //!
 //! Like everything after the clone, this code makes system calls only (no allocation, no lock):
 //! the runner's process may have other threads, frozen mid-`malloc` in this copy of it.
@@ -18,6 +20,8 @@ use crate::{caps, exec, idmap, report, rootfs};
 pub(crate) fn run(plan: &Plan) -> ! {
     let code = match main(&LinuxSys, plan) {
         Ok(status) => {
+            let usage = kill_and_reap_the_rest();
+            report::send_usage(plan.report_fd, &usage);
             report::send_status(plan.report_fd, status);
             0
         }
@@ -52,6 +56,27 @@ fn main(sys: &impl Sys, plan: &Plan) -> Result<c_int, Failure> {
         -1 => Err(Failure::new(Step::Fork, 0, nix::errno::Errno::last())),
         0 => exec::run(&plan.exec, plan.report_fd),
         pid => Ok(supervise(pid as libc::pid_t)),
+    }
+}
+
+/// Kills every other process of the pid namespace and reaps them all; returns the resources
+/// used by everything init reaped (the command included).
+fn kill_and_reap_the_rest() -> libc::rusage {
+    // SAFETY: kill(2) of every process init may signal (as pid 1: all others in its namespace),
+    // then waitpid(2) until no child is left, then getrusage(2) into a zeroed plain struct.
+    unsafe {
+        libc::kill(-1, libc::SIGKILL);
+        loop {
+            let mut status = 0;
+            if libc::waitpid(-1, &mut status, libc::__WALL) == -1
+                && nix::errno::Errno::last() != nix::errno::Errno::EINTR
+            {
+                break;
+            }
+        }
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
     }
 }
 

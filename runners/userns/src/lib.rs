@@ -12,8 +12,10 @@
 //!   seccomp filter refusing `TIOCSTI`/`TIOCLINUX`, in a new session unless its stdin is a
 //!   terminal, with exactly the spec's environment;
 //! - the first process of the pid namespace is a small init (see `init.rs`) that forwards
-//!   signals to the command and reaps orphans; when the command exits, init exits and the kernel
-//!   kills everything left in the namespace. Init dies with the runner (`PR_SET_PDEATHSIG`
+//!   signals to the command and reaps orphans; when the command exits, init kills and reaps
+//!   everything left in the namespace, reports, and exits. `run` returns on that report: no
+//!   process of the action runs any more, and init itself, busy tearing the namespaces down in
+//!   its exit, is reaped by a thread meanwhile. Init dies with the runner (`PR_SET_PDEATHSIG`
 //!   SIGKILL, plus a check of the runner's pidfd for the instant before that was armed), so a
 //!   killed runner leaves no sandbox behind either.
 //!

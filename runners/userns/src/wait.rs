@@ -9,13 +9,15 @@ use rebox_runner_spec::{Cancel, Completion, Outcome, ResourceUsage};
 
 use crate::error::{Failure, UsernsError};
 use crate::plan::Plan;
-use crate::report::{Message, Reader};
+use crate::report::{Message, Reader, UsageField};
 use crate::spawn::Sandbox;
 
 /// How often `cancel` is polled at most.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 
-/// Waits for init to exit, killing it (and so the whole pid namespace) on timeout or cancel.
+/// Waits until init reports the command's status (it does so once every other process of the
+/// sandbox is dead and reaped) or exits, killing it (and so the whole pid namespace) on timeout
+/// or cancel.
 pub(crate) fn wait(
     plan: &Plan,
     sandbox: Sandbox,
@@ -25,17 +27,8 @@ pub(crate) fn wait(
 ) -> Result<Completion, UsernsError> {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let mut reader = Reader::default();
-    let mut failure: Option<Failure> = None;
-    let mut status: Option<i32> = None;
+    let mut heard = Heard::default();
     let mut killed: Option<Outcome> = None;
-    let mut take = |messages: Vec<Message>| {
-        for message in messages {
-            match message {
-                Message::Failure(f) => failure = failure.or(Some(f)),
-                Message::Status(s) => status = Some(s),
-            }
-        }
-    };
     loop {
         let mut wait_for = CANCEL_POLL;
         if let Some(deadline) = deadline {
@@ -58,9 +51,9 @@ pub(crate) fn wait(
         }
         let exited = fds[0].revents().is_some_and(|r| !r.is_empty());
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            take(reader.read(&report));
+            heard.take(reader.read(&report));
         }
-        if exited {
+        if exited || heard.status.is_some() {
             break;
         }
         if killed.is_none() {
@@ -76,8 +69,15 @@ pub(crate) fn wait(
             }
         }
     }
+    if let (Some(status), None) = (heard.status, killed) {
+        // Init sends the status last, once it has killed and reaped everything else: the action
+        // is over. Init is exiting (tearing its namespaces down); it is reaped off this path.
+        reap_in_background(sandbox.pid);
+        return Ok(Completion { outcome: decode(status), usage: heard.usage });
+    }
     let (init_status, usage) = reap(sandbox.pid)?;
-    take(reader.read(&report));
+    heard.take(reader.read(&report));
+    let Heard { failure, status, .. } = heard;
     if let Some(failure) = failure {
         return Err(UsernsError::Setup {
             step: failure.step,
@@ -92,6 +92,49 @@ pub(crate) fn wait(
         (None, None) => return Err(UsernsError::Lost(init_status)),
     };
     Ok(Completion { outcome, usage })
+}
+
+/// Reaps init from a thread of its own, so that the runner need not wait for the namespaces'
+/// teardown in its exit. If no thread can be started, waits here.
+fn reap_in_background(pid: libc::pid_t) {
+    let spawned = std::thread::Builder::new().name("rebox-reap-init".into()).spawn(move || reap(pid));
+    if spawned.is_err() {
+        let _ = reap(pid);
+    }
+}
+
+/// What the sandbox reported so far.
+#[derive(Debug, Default)]
+struct Heard {
+    failure: Option<Failure>,
+    status: Option<i32>,
+    usage: ResourceUsage,
+}
+
+impl Heard {
+    fn take(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            match message {
+                Message::Failure(f) => self.failure = self.failure.or(Some(f)),
+                Message::Status(s) => self.status = Some(s),
+                Message::Usage(field, value) => self.set_usage(field, value),
+            }
+        }
+    }
+
+    fn set_usage(&mut self, field: UsageField, value: i64) {
+        let count = u64::try_from(value).unwrap_or(0);
+        let usage = &mut self.usage;
+        match field {
+            UsageField::UserMicros => usage.user_time = Duration::from_micros(count),
+            UsageField::SystemMicros => usage.system_time = Duration::from_micros(count),
+            UsageField::MaxRssKib => usage.max_rss_kib = count,
+            UsageField::MinorFaults => usage.minor_faults = count,
+            UsageField::MajorFaults => usage.major_faults = count,
+            UsageField::VoluntarySwitches => usage.voluntary_switches = count,
+            UsageField::InvoluntarySwitches => usage.involuntary_switches = count,
+        }
+    }
 }
 
 /// `wait4` on init: its status and the rusage of init and everything it reaped.
