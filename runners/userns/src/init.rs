@@ -62,10 +62,14 @@ fn main(sys: &impl Sys, plan: &Plan) -> Result<c_int, Failure> {
 /// Kills every other process of the pid namespace and reaps them all; returns the resources
 /// used by everything init reaped (the command included).
 fn kill_and_reap_the_rest() -> libc::rusage {
-    // SAFETY: kill(2) of every process init may signal (as pid 1: all others in its namespace),
-    // then waitpid(2) until no child is left, then getrusage(2) into a zeroed plain struct.
+    // SAFETY: getpid(2); kill(2) of every process init may signal (as pid 1: all others in its
+    // namespace); waitpid(2) until no child is left; getrusage(2) into a zeroed plain struct.
     unsafe {
-        libc::kill(-1, libc::SIGKILL);
+        // kill(-1) from pid 1 of a pid namespace reaches exactly that namespace; from anywhere
+        // else it would reach every process of the user's on the host.
+        if libc::getpid() == 1 {
+            libc::kill(-1, libc::SIGKILL);
+        }
         loop {
             let mut status = 0;
             if libc::waitpid(-1, &mut status, libc::__WALL) == -1
