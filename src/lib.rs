@@ -13,6 +13,7 @@
 
 pub mod action;
 pub mod action_cache;
+pub mod anonymous_file;
 pub mod capture;
 pub mod casd;
 pub mod cli;

@@ -1,16 +1,15 @@
 //! Temporary files for ActionCache updates: written anonymously, named only just before the
 //! rename that publishes them, so a crash leaves a name behind only between two syscalls.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use nix::fcntl::{AT_FDCWD, AtFlags};
+use nix::fcntl::AT_FDCWD;
 
 use super::ActionCacheError;
+use crate::anonymous_file;
 use crate::locked_dir::nonce;
 
 /// Prefix of the names this module gives; nothing else in `tmp` is touched.
@@ -23,31 +22,24 @@ const STALE_AFTER: Duration = Duration::from_secs(60);
 /// Writes `data` to a new file in `tmp` and returns its (fresh, unique) name there.
 pub fn write_named(tmp: &Path, data: &[u8]) -> Result<PathBuf, ActionCacheError> {
     let path = tmp.join(format!("{PREFIX}{}-{:016x}", std::process::id(), nonce()));
-    let anonymous = OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).mode(0o644).open(tmp);
-    match anonymous {
-        Ok(mut file) => {
+    let unnamed = anonymous_file::create(AT_FDCWD, tmp, 0o644)
+        .map_err(|errno| ActionCacheError::io("create a temporary file in", tmp, errno.into()))?;
+    match unnamed {
+        Some(mut file) => {
             file.write_all(data).map_err(|e| ActionCacheError::io("write a temporary file in", tmp, e))?;
-            link_anonymous(&file, &path)
-                .map_err(|e| ActionCacheError::io("name temporary file", &path, e))?;
+            anonymous_file::link(&file, AT_FDCWD, path.as_path())
+                .map_err(|errno| ActionCacheError::io("name temporary file", &path, errno.into()))?;
         }
-        // No O_TMPFILE on this filesystem: a named file from the start.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+        // No unnamed files on this filesystem: a named file from the start.
+        None => {
             let written = File::create_new(&path).and_then(|mut file| file.write_all(data));
             if let Err(e) = written {
                 let _ = fs::remove_file(&path);
                 return Err(ActionCacheError::io("write", &path, e));
             }
         }
-        Err(e) => return Err(ActionCacheError::io("create a temporary file in", tmp, e)),
     }
     Ok(path)
-}
-
-/// Gives the anonymous `file` the name `path`.
-fn link_anonymous(file: &File, path: &Path) -> io::Result<()> {
-    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
-    nix::unistd::linkat(AT_FDCWD, proc_path.as_str(), AT_FDCWD, path, AtFlags::AT_SYMLINK_FOLLOW)
-        .map_err(io::Error::from)
 }
 
 /// Removes `rebox-*` files in `tmp` older than [`STALE_AFTER`]; best effort.

@@ -24,6 +24,7 @@ use super::attrs::{Attrs, Owner};
 use super::error::{Context, Result, StagingError};
 use super::owner::{OwnerDir, create_dir_with_mode};
 use super::sys::Sys;
+use crate::anonymous_file;
 use crate::digest::Digest;
 use crate::store::Store;
 
@@ -82,10 +83,8 @@ impl Pool {
         self.make_fan_out(name)?;
         let path = self.path.join(name.as_str());
         // An unnamed file, linked into place once complete: no name to create and remove.
-        let flags = OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
-        match nix::fcntl::openat(self.fd.as_fd(), name.fan_out(), flags, Mode::from_bits_truncate(0o600)) {
-            Ok(fd) => {
-                let mut file = File::from(fd);
+        match anonymous_file::create(self.fd.as_fd(), name.fan_out(), 0o600) {
+            Ok(Some(mut file)) => {
                 sys.copy(&mut source, &mut file).at("copy the CAS object into", &path)?;
                 set_attrs(&file, attrs).at("set the attributes of", &path)?;
                 match sys.link_file(&file, self.fd.as_fd(), name.as_str()) {
@@ -96,9 +95,7 @@ impl Pool {
                     Err(errno) => Err(StagingError::errno("link into the pool", path, errno)),
                 }
             }
-            Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
-                self.create_named(sys, &mut source, tmp, attrs, name)
-            }
+            Ok(None) => self.create_named(sys, &mut source, tmp, attrs, name),
             Err(errno) => Err(StagingError::errno("create a file in", self.path.join(name.fan_out()), errno)),
         }
     }

@@ -6,11 +6,11 @@
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, AtFlags};
+use nix::fcntl::AtFlags;
 use nix::mount::{MntFlags, MsFlags};
 
 /// The syscalls staging needs that a test may want to observe or refuse.
@@ -98,9 +98,7 @@ impl Sys for RealSys {
     }
 
     fn link_file(&self, file: &File, new_dir: BorrowedFd<'_>, new: &str) -> Result<(), Errno> {
-        // Through /proc rather than AT_EMPTY_PATH, which needs CAP_DAC_READ_SEARCH.
-        let name = format!("/proc/self/fd/{}", file.as_raw_fd());
-        nix::unistd::linkat(AT_FDCWD, name.as_str(), new_dir, new, AtFlags::AT_SYMLINK_FOLLOW)
+        crate::anonymous_file::link(file, new_dir, new)
     }
 
     fn copy(&self, from: &mut File, to: &mut File) -> io::Result<u64> {

@@ -15,24 +15,20 @@
 use std::ffi::CStr;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, AtFlags, OFlag};
-use nix::sys::stat::Mode;
+use nix::fcntl::{AT_FDCWD, AtFlags};
 use nix::unistd::linkat;
 
 use super::error::{IoContext, Result, StoreError};
+use crate::anonymous_file;
 use crate::locked_dir::{LockedDir, lock_if_abandoned};
 
 /// Prefix of the private directories; nothing else in `cas/tmp` is touched.
 const PREFIX: &str = "rebox-";
-
-/// Where an anonymous file's contents can be named for `linkat` without `CAP_DAC_READ_SEARCH`.
-const PROC_FDS: &str = "/proc/self/fd";
 
 /// A store's private, locked directory for temporary files. Dropping it removes the directory.
 #[derive(Debug)]
@@ -56,7 +52,7 @@ impl TmpDir {
     pub fn create(tmp: &Path) -> Result<Self> {
         let dir = LockedDir::create(tmp, PREFIX, 0o700)
             .map_err(|e| StoreError::io("create a private temporary directory in", tmp, e))?;
-        let anonymous = Path::new(PROC_FDS).is_dir();
+        let anonymous = anonymous_file::linkable();
         Ok(Self { dir, next_file: AtomicU64::new(0), anonymous: AtomicBool::new(anonymous) })
     }
 
@@ -70,13 +66,10 @@ impl TmpDir {
     /// writable whatever `mode` says).
     pub fn create_file(&self, mode: u32) -> Result<TempFile> {
         if self.anonymous.load(Ordering::Relaxed) {
-            let flags = OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC;
-            match nix::fcntl::openat(self.dir.fd(), ".", flags, Mode::from_bits_truncate(mode)) {
-                Ok(fd) => return Ok(TempFile { file: File::from(fd), path: None }),
+            match anonymous_file::create(self.dir.fd(), ".", mode) {
+                Ok(Some(file)) => return Ok(TempFile { file, path: None }),
                 // Not supported by this filesystem (or kernel): use named files from now on.
-                Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
-                    self.anonymous.store(false, Ordering::Relaxed)
-                }
+                Ok(None) => self.anonymous.store(false, Ordering::Relaxed),
                 Err(errno) => {
                     return Err(StoreError::io("create temporary file in", self.dir.path(), errno.into()));
                 }
@@ -110,10 +103,7 @@ impl TempFile {
     pub fn link_at(&self, dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
         match &self.path {
             Some(path) => linkat(AT_FDCWD, path.as_path(), dir, name, AtFlags::empty()),
-            None => {
-                let proc_path = format!("{PROC_FDS}/{}", self.file.as_raw_fd());
-                linkat(AT_FDCWD, proc_path.as_str(), dir, name, AtFlags::AT_SYMLINK_FOLLOW)
-            }
+            None => anonymous_file::link(&self.file, dir, name),
         }
         .map_err(io::Error::from)
     }
