@@ -5,6 +5,7 @@
 //! lives in [`crate::store`], [`crate::tree`], [`crate::staging`] and [`crate::capture`].
 
 pub mod action_cache;
+mod blocking;
 pub mod bytestream;
 pub mod capabilities;
 pub mod cas;

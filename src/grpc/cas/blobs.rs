@@ -10,6 +10,7 @@ use tonic::{Code, Status};
 
 use crate::digest::DigestFunction;
 use crate::grpc::Shared;
+use crate::grpc::blocking::blocking;
 use crate::grpc::capabilities::MAX_BATCH_TOTAL_SIZE;
 use crate::grpc::request::{check_digest_function, check_instance, parse_digest};
 use crate::grpc::status::{rpc_ok, rpc_status, rpc_store_status};
@@ -141,13 +142,4 @@ fn read_one(
         compressor: reapi::compressor::Value::Identity as i32,
         status: Some(status),
     }
-}
-
-/// Runs `work` on a blocking thread.
-pub(super) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Status::internal(format!("worker thread failed: {e}")))
 }

@@ -20,9 +20,9 @@ use std::collections::HashSet;
 use prost::Message;
 use tonic::Status;
 
-use super::blobs::blocking;
 use crate::digest::Digest;
 use crate::grpc::Shared;
+use crate::grpc::blocking::blocking;
 use crate::grpc::request::{check_digest_function, check_instance, required_digest};
 use crate::proto::build::bazel::remote::execution::v2 as reapi;
 use crate::store::{Store, StoreError};

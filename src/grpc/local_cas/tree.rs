@@ -8,6 +8,7 @@ use tonic::Status;
 use super::blobs::check_instance;
 use crate::digest::Digest;
 use crate::grpc::Shared;
+use crate::grpc::blocking::blocking;
 use crate::grpc::request::required_digest;
 use crate::proto::build::buildgrid::*;
 use crate::store::Store;
@@ -18,7 +19,7 @@ pub async fn fetch_tree(shared: &Shared, request: FetchTreeRequest) -> Result<Fe
     let root = required_digest(request.root_digest.as_ref(), "root_digest", shared.store.digest_function())?;
     let store = shared.store.clone();
     let with_files = request.fetch_file_blobs;
-    blocking(move || check_complete(&store, &root, with_files, "fetch")).await?;
+    blocking(move || check_complete(&store, &root, with_files, "fetch")).await??;
     Ok(FetchTreeResponse {})
 }
 
@@ -26,14 +27,8 @@ pub async fn upload_tree(shared: &Shared, request: UploadTreeRequest) -> Result<
     check_instance(shared, &request.instance_name)?;
     let root = required_digest(request.root_digest.as_ref(), "root_digest", shared.store.digest_function())?;
     let store = shared.store.clone();
-    blocking(move || check_complete(&store, &root, true, "upload")).await?;
+    blocking(move || check_complete(&store, &root, true, "upload")).await??;
     Ok(UploadTreeResponse {})
-}
-
-async fn blocking(check: impl FnOnce() -> Result<(), Status> + Send + 'static) -> Result<(), Status> {
-    tokio::task::spawn_blocking(check)
-        .await
-        .map_err(|e| Status::internal(format!("tree check failed: {e}")))?
 }
 
 /// Checks that the tree under `root` is valid and its directories (and, `with_files`, its files)
