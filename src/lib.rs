@@ -22,6 +22,7 @@ pub mod expiry;
 pub mod grpc;
 pub mod locked_dir;
 pub mod proto;
+pub mod staged_capture;
 pub mod staging;
 pub mod store;
 pub mod tree;

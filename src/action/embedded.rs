@@ -7,6 +7,7 @@ use super::cas::{ActionCas, DirectoryDigests, StageOptions};
 use super::error::ActionError;
 use crate::capture::{self, CaptureOptions, CapturedFile, KnownDigests, OutputFormat, Properties, Target};
 use crate::digest::{Digest, DigestFunction};
+use crate::staged_capture::with_known_digests;
 use crate::staging::{StageId, StageRequest, Stages, cleanup_stale};
 use crate::store::{Store, StoreError};
 
@@ -51,8 +52,7 @@ impl EmbeddedCas {
         capture: impl FnOnce(&Target, Option<&dyn KnownDigests>) -> Result<T, capture::CaptureError>,
     ) -> Result<T, ActionError> {
         let target = Self::capture_target(path)?;
-        let known = self.stages.known_digests(path);
-        capture(&target, known.as_ref().map(|k| k as &dyn KnownDigests))
+        with_known_digests(&self.stages, &target, |known| capture(&target, known))
             .map_err(|source| ActionError::capture(path.display().to_string(), source))
     }
 

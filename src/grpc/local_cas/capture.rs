@@ -5,20 +5,17 @@
 //! With no remote CAS yet, `skip_upload` changes nothing and `bypass_local_cache` is ignored
 //! (there is nowhere to bypass to: blobs are stored locally), as in buildbox-casd without one.
 
-use std::fs::Metadata;
-use std::path::Path;
-
 use rayon::prelude::*;
 use tonic::Status;
 
 use super::blobs::check_instance;
-use crate::capture::{self, CaptureError, CaptureOptions, KnownDigests, OutputFormat, Properties, Target};
-use crate::digest::Digest;
+use crate::capture::{self, CaptureError, CaptureOptions, OutputFormat, Properties, Target};
 use crate::grpc::Shared;
+use crate::grpc::blocking::blocking;
 use crate::grpc::status::rpc_status as status;
 use crate::proto::build::buildgrid::*;
 use crate::proto::google::rpc;
-use crate::staging;
+use crate::staged_capture::with_known_digests;
 use crate::tree::to_proto;
 
 pub async fn capture_tree(
@@ -38,14 +35,9 @@ pub async fn capture_tree(
             .into_iter()
             .map(|path| {
                 let captured = Target::resolve(Some(&root), &path).and_then(|target| {
-                    let known = stages.known_digests(&target.host_path());
-                    capture::capture_tree(
-                        &store,
-                        &target,
-                        &options,
-                        format,
-                        known.as_ref().map(|k| k as &dyn KnownDigests),
-                    )
+                    with_known_digests(&stages, &target, |known| {
+                        capture::capture_tree(&store, &target, &options, format, known)
+                    })
                 });
                 match captured {
                     Ok(captured) => capture_tree_response::Response {
@@ -85,13 +77,9 @@ pub async fn capture_files(
             .into_par_iter()
             .map(|path| {
                 let captured = Target::resolve(Some(&root), &path).and_then(|target| {
-                    let known = stages.known_digests(&target.host_path());
-                    capture::capture_file(
-                        &store,
-                        &target,
-                        &options,
-                        known.as_ref().map(|k| k as &dyn KnownDigests),
-                    )
+                    with_known_digests(&stages, &target, |known| {
+                        capture::capture_file(&store, &target, &options, known)
+                    })
                 });
                 match captured {
                     Ok(file) => capture_files_response::Response {
@@ -136,19 +124,7 @@ fn options(names: &[String], unix_mode_mask: Option<u32>, move_files: bool) -> C
     }
 }
 
-/// Files of a live overlay stage that are unchanged since staging keep the digest they were
-/// staged with: capture asks the stage before hashing.
-impl KnownDigests for staging::KnownDigests {
-    fn lookup(&self, path: &Path, metadata: &Metadata) -> Option<Digest> {
-        self.get(path, metadata)
-    }
-}
-
 fn failed(rpc: &str, path: &str, error: CaptureError) -> rpc::Status {
     tracing::warn!(path, %error, "{rpc} failed");
     status(error.code(), error.to_string())
-}
-
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| Status::internal(format!("capture failed: {e}")))
 }

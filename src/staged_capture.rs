@@ -1,0 +1,29 @@
+//! Capturing out of a live stage: a file the action left as it was staged keeps the digest it
+//! was staged with, so capture neither reads nor hashes it. This is the glue between staging and
+//! capture, which know nothing of each other; casd's CaptureTree/CaptureFiles and the embedded
+//! runner both capture through it.
+
+use std::fs::Metadata;
+use std::path::Path;
+
+use crate::capture::{KnownDigests, Target};
+use crate::digest::Digest;
+use crate::staging::{self, Stages};
+
+/// Files of a live overlay stage that are unchanged since staging keep the digest they were
+/// staged with: capture asks the stage before hashing.
+impl KnownDigests for staging::KnownDigests {
+    fn lookup(&self, path: &Path, metadata: &Metadata) -> Option<Digest> {
+        self.get(path, metadata)
+    }
+}
+
+/// Runs `capture` with what the live stage of `stages` holding `target` knows, if one does.
+pub fn with_known_digests<T>(
+    stages: &Stages,
+    target: &Target,
+    capture: impl FnOnce(Option<&dyn KnownDigests>) -> T,
+) -> T {
+    let known = stages.known_digests(&target.host_path());
+    capture(known.as_ref().map(|k| k as &dyn KnownDigests))
+}
