@@ -291,11 +291,17 @@ def main():
     except HarnessError as error:
         print(f"FAIL: {error}", file=sys.stderr)
     finally:
-        if ok and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        elif not ok or args.keep:
-            print(f"  (temp dirs kept in {workdir})", file=sys.stderr)
+        release_workdir(workdir, ok, args.keep)
     return 0 if ok else 1
+
+
+def release_workdir(workdir, ok, keep):
+    """Removes the step's temp dirs after a success, unless asked to keep them; says where they
+    are otherwise."""
+    if ok and not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"  (temp dirs kept in {workdir})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ status on, as with the oracle.
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from bst_build import (
     check_checkout,
     end_tree,
     is_elf,
+    release_workdir,
     tail_logs,
 )
 from casd import HarnessError, bundled_buildbox
@@ -168,10 +168,7 @@ def main():
     except HarnessError as error:
         print(f"FAIL: {error}", file=sys.stderr)
     finally:
-        if ok and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"  (temp dirs kept in {workdir})", file=sys.stderr)
+        release_workdir(workdir, ok, args.keep)
     return 0 if ok else 1
 
 

@@ -149,14 +149,21 @@ def main():
                 f"{name} vs {oracle_name}: {p}"
                 for p in compare(oracle_name, results[oracle_name], name, results[name])
             ]
+    summary = f"all {len(specs)} actions: expected outputs, identical results on every daemon, CAS intact"
+    return conclude(problems, summary, workdir, args.keep)
+
+
+def conclude(problems, summary, workdir, keep):
+    """The step's exit status: 1 listing `problems` (temp dirs kept for a look), else 0 with
+    `summary` (temp dirs removed unless `keep`)."""
     if problems:
         print(f"FAIL: {len(problems)} problems", file=sys.stderr)
         for problem in problems:
             print(f"- {problem}", file=sys.stderr)
         print(f"  (temp dirs kept in {workdir})", file=sys.stderr)
         return 1
-    print(f"  all {len(specs)} actions: expected outputs, identical results on every daemon, CAS intact")
-    if args.keep:
+    print(f"  {summary}")
+    if keep:
         print(f"  (temp dirs kept in {workdir})")
     else:
         shutil.rmtree(workdir, ignore_errors=True)

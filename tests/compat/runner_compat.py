@@ -21,7 +21,6 @@ says which, per run.
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ import grpc
 
 from actions import ACTIONS
 from casd import Daemon, HarnessError, bundled_buildbox
-from run_actions import compare, run_all
+from run_actions import compare, conclude, run_all
 from runner import invoke, outputs, prepare, runner_link
 from runner_actions import KNOWN_DIFFERENCES, RUNNER_ACTIONS
 
@@ -131,18 +130,8 @@ def main():
     for known in KNOWN_DIFFERENCES:
         seen = ", ".join(f"{name} {verdicts[name].get(known.spec.name) or 'WRONG'}" for name, _, _ in configs)
         print(f"    {known.spec.name}: {seen}\n      ({known.why})")
-    if problems:
-        print(f"FAIL: {len(problems)} problems", file=sys.stderr)
-        for problem in problems:
-            print(f"- {problem}", file=sys.stderr)
-        print(f"  (temp dirs kept in {workdir})", file=sys.stderr)
-        return 1
-    print(f"  all {len(specs)} actions: expected outputs, identical results in every run, CAS intact")
-    if args.keep:
-        print(f"  (temp dirs kept in {workdir})")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    summary = f"all {len(specs)} actions: expected outputs, identical results in every run, CAS intact"
+    return conclude(problems, summary, workdir, args.keep)
 
 
 if __name__ == "__main__":
