@@ -82,11 +82,9 @@ impl Hasher for KeyHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u128` is used by the index; this keeps any other input well spread.
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // The index only hashes keys (`write_u128`); the trait wants this too.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
         }
     }
 
