@@ -142,6 +142,7 @@ mod tests {
             ("abc", "not of the form"),
             ("/0", "is empty"),
             ("E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855/0", "lowercase"),
+            ("g3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0", "hexadecimal"),
             ("e3b0/0", "length"),
             ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/-1", "non-negative"),
             ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/1x", "non-negative"),
