@@ -6,15 +6,21 @@
 use std::fs::Metadata;
 use std::path::Path;
 
-use crate::capture::{KnownDigests, Target};
+use crate::capture::{KnownDigests, KnownDirectory, Target};
 use crate::digest::Digest;
 use crate::staging::{self, Stages};
 
-/// Files of a live overlay stage that are unchanged since staging keep the digest they were
-/// staged with: capture asks the stage before hashing.
+/// Files of a live stage that are unchanged since staging keep the digest they were staged
+/// with, and directories of a FUSE stage the action never looked into keep theirs: capture asks
+/// the stage before hashing or walking.
 impl KnownDigests for staging::KnownDigests {
     fn lookup(&self, path: &Path, metadata: &Metadata) -> Option<Digest> {
         self.get(path, metadata)
+    }
+
+    fn directory(&self, _path: &Path, metadata: &Metadata) -> Option<KnownDirectory> {
+        let subtree = staging::KnownDigests::directory(self, metadata)?;
+        Some(KnownDirectory { digest: subtree.digest, directories: subtree.directories, files: subtree.files })
     }
 }
 

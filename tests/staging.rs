@@ -16,7 +16,7 @@ use rebox::store::Store;
 use staging_support::*;
 
 fn request(root: Digest) -> StageRequest {
-    StageRequest { root, path: None, credentials: None, mode: StagingMode::Default }
+    StageRequest { root, path: None, credentials: None, mode: StagingMode::CopyOrLink }
 }
 
 /// Executables, node properties, symlinks, a shared blob and nested dirs.

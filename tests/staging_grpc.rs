@@ -238,7 +238,7 @@ async fn buildstreams_grpcio_client_gets_what_buildbox_casd_answers() {
     assert_eq!(stdout, "exe 0o755\nsecond ''\nrest [] exists False\n");
 }
 
-/// Capturing from a live stage takes the digest staging recorded for a file that is still the
+/// Capturing from a live overlay stage takes the digest staging recorded for a file that is still the
 /// staged inode, without reading it. Shown by altering that inode's bytes behind the overlay's
 /// back (through the staging pool, same size, same mtime): CaptureFiles still answers the staged
 /// digest, which only the stage's record could have given.
@@ -257,7 +257,9 @@ async fn capture_from_a_stage_reuses_the_staged_digests() {
     );
     let daemon = daemon(&store).await;
     let mut client = client(&daemon).await;
-    let (requests, responses) = open(&mut client, stage_request(root)).await;
+    let mode = rebox::proto::build::buildgrid::stage_tree_request::StagingMode::CopyOrLink as i32;
+    let request = StageTreeRequest { staging_mode: mode, ..stage_request(root) };
+    let (requests, responses) = open(&mut client, request).await;
     let path = PathBuf::from(responses.unwrap().message().await.unwrap().unwrap().path);
 
     let pool = daemon.shared.stages.layout().pool().to_owned();

@@ -17,7 +17,7 @@ use rebox::tree::to_proto;
 use staging_support::*;
 
 fn request(root: Digest) -> StageRequest {
-    StageRequest { root, path: None, credentials: None, mode: StagingMode::Default }
+    StageRequest { root, path: None, credentials: None, mode: StagingMode::CopyOrLink }
 }
 
 fn tree(store: &Store, tag: &str) -> Digest {

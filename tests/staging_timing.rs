@@ -37,7 +37,7 @@ fn big_tree(store: &Store, extra: bool) -> Digest {
 }
 
 fn request(root: Digest) -> StageRequest {
-    StageRequest { root, path: None, credentials: None, mode: StagingMode::Default }
+    StageRequest { root, path: None, credentials: None, mode: StagingMode::CopyOrLink }
 }
 
 fn timed(stages: &Stages, root: Digest, expected: Method) -> (Duration, Duration) {

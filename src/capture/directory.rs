@@ -149,11 +149,30 @@ impl<'a> Walk<'a> {
             }
             Err(errno) => return Err(io("open", &path, errno.into())),
         };
+        if let Some(known) = self.known_directory(&subdirectory, &path) {
+            let digest = known.digest;
+            if let Some(subdirectories) = &self.subdirectories {
+                subdirectories.lock().unwrap_or_else(|e| e.into_inner()).extend(known.directories);
+            }
+            return Ok(reapi::DirectoryNode { name: entry.name.clone(), digest: Some(to_proto(&digest)) });
+        }
         let (digest, message) = self.directory(&subdirectory, &path, depth)?;
         if let Some(subdirectories) = &self.subdirectories {
             subdirectories.lock().unwrap_or_else(|e| e.into_inner()).push((digest, message));
         }
         Ok(reapi::DirectoryNode { name: entry.name.clone(), digest: Some(to_proto(&digest)) })
+    }
+
+    /// The open directory `dir` at `path`, if [`KnownDigests`] knows its capture and the store
+    /// holds everything it names: it is then not walked at all.
+    fn known_directory(&self, dir: &File, path: &Path) -> Option<crate::capture::KnownDirectory> {
+        if self.options.properties.any() {
+            return None; // Known directories are recorded without node properties.
+        }
+        let known = self.known?.directory(path, &dir.metadata().ok()?)?;
+        let mut blobs = known.files.clone();
+        blobs.extend(known.directories.iter().map(|(digest, _)| *digest));
+        self.store.find_missing_to_upload(&blobs).is_empty().then_some(known)
     }
 }
 

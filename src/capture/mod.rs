@@ -22,7 +22,7 @@ mod resolve;
 
 pub use error::CaptureError;
 pub use file::CapturedFile;
-pub use known::KnownDigests;
+pub use known::{KnownDigests, KnownDirectory};
 pub use options::{CaptureOptions, OutputFormat, Properties};
 pub use resolve::Target;
 

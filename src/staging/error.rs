@@ -41,6 +41,9 @@ pub enum StagingError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// As many FUSE stages as allowed are live already.
+    #[error("too many live FUSE stages ({limit}): unstage some first")]
+    TooManyStages { limit: usize },
 }
 
 impl StagingError {
@@ -63,6 +66,7 @@ impl StagingError {
             | StagingError::BadRequest(_)
             | StagingError::BadTarget { .. } => tonic::Code::InvalidArgument,
             StagingError::UnknownStage(_) => tonic::Code::NotFound,
+            StagingError::TooManyStages { .. } => tonic::Code::ResourceExhausted,
             StagingError::Io { source, .. } if crate::store::is_out_of_space(source) => {
                 tonic::Code::ResourceExhausted
             }

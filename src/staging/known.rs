@@ -7,6 +7,10 @@
 //! nothing at its path and it is the farm's inode at that path; its digest is then the one the
 //! tree gives that path. Two `lstat`s per file, no hashing.
 //!
+//! For a FUSE stage the filesystem itself knows: a file whose content is still its CAS object
+//! keeps its digest, and a directory the action never looked into keeps its Directory digest
+//! (see `fuse/known.rs`).
+//!
 //! Copied stages (no overlay) offer no known digests: nothing cheap proves a copy unchanged
 //! (timestamps are too coarse to trust), so capture hashes those files.
 
@@ -17,13 +21,26 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use super::build::parse_digest;
+use super::fuse::FuseKnown;
+pub use super::fuse::known::Subtree;
 use crate::digest::Digest;
 use crate::tree::Tree;
 
-/// The lookup of one live overlay stage.
+/// The lookup of one live overlay or FUSE stage.
 #[derive(Debug, Clone)]
 pub struct KnownDigests {
     stage: PathBuf,
+    source: Source,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Overlay(Overlay),
+    Fuse(FuseKnown),
+}
+
+#[derive(Debug, Clone)]
+struct Overlay {
     upper: PathBuf,
     farm: PathBuf,
     tree: Arc<Tree>,
@@ -31,7 +48,11 @@ pub struct KnownDigests {
 
 impl KnownDigests {
     pub(crate) fn new(stage: PathBuf, upper: PathBuf, farm: PathBuf, tree: Arc<Tree>) -> Self {
-        Self { stage, upper, farm, tree }
+        Self { stage, source: Source::Overlay(Overlay { upper, farm, tree }) }
+    }
+
+    pub(crate) fn fuse(known: FuseKnown) -> Self {
+        Self { stage: known.stage().to_owned(), source: Source::Fuse(known) }
     }
 
     /// The stage directory this lookup answers for.
@@ -42,10 +63,29 @@ impl KnownDigests {
     /// The digest of the file at `path` (absolute, under the stage; `metadata` from its `lstat`),
     /// if it is a staged file not changed since staging. `None` means "hash it".
     pub fn get(&self, path: &Path, metadata: &Metadata) -> Option<Digest> {
+        match &self.source {
+            Source::Overlay(overlay) => overlay.get(&self.stage, path, metadata),
+            Source::Fuse(fuse) => fuse.file(metadata),
+        }
+    }
+
+    /// The directory at `path` (`metadata` from its `lstat`), if it is a staged directory that
+    /// nothing has changed below and that carries no node properties: a capture asking for none
+    /// records it with the same digest. Only FUSE stages know this.
+    pub fn directory(&self, metadata: &Metadata) -> Option<Subtree> {
+        match &self.source {
+            Source::Overlay(_) => None,
+            Source::Fuse(fuse) => fuse.directory(metadata),
+        }
+    }
+}
+
+impl Overlay {
+    fn get(&self, stage: &Path, path: &Path, metadata: &Metadata) -> Option<Digest> {
         if !metadata.is_file() {
             return None;
         }
-        let relative = path.strip_prefix(&self.stage).ok()?;
+        let relative = path.strip_prefix(stage).ok()?;
         let digest = self.tree_digest(relative)?;
         if metadata.len() != digest.size() {
             return None;

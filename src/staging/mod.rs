@@ -72,6 +72,7 @@ mod attrs;
 mod build;
 mod error;
 mod farm;
+mod fuse;
 mod known;
 mod layout;
 mod mountinfo;
@@ -99,7 +100,8 @@ pub use layout::StagingLayout;
 pub use plan::MAX_STAGED_ENTRIES;
 pub use prune::PruneReport;
 pub use request::{StageRequest, StagingMode};
-pub use stages::{Method, StageId, Staged, Stages};
+pub use fuse::FSTYPE as FUSE_FSTYPE;
+pub use stages::{MAX_FUSE_STAGES, Method, StageId, Staged, Stages};
 pub use stale::{StaleReport, cleanup_stale, cleanup_stale_with};
 pub use sys::{RealSys, Sys};
 

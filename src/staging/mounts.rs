@@ -26,6 +26,24 @@ pub struct MountStack {
     mounts: Vec<PathBuf>,
 }
 
+impl MountStack {
+    /// Records a mount made at `path` (to be unmounted, in reverse order, with the rest).
+    pub fn push(&mut self, path: &Path) {
+        self.mounts.push(path.to_owned());
+    }
+}
+
+/// Makes a stage's mount private: mounts made below it later (ours, or a sandbox's) stay out
+/// of other namespaces.
+pub fn make_stage_private(sys: &dyn Sys, target: &Path) {
+    match sys.make_private(target) {
+        Ok(()) => tracing::debug!(target = %target.display(), "made the stage mount private"),
+        Err(errno) => {
+            tracing::debug!(target = %target.display(), %errno, "cannot make the stage mount private")
+        }
+    }
+}
+
 /// Mounts the overlay at `target`: `lower` read-only below, `upper` and `work` (empty dirs on one
 /// filesystem) taking the writes. Kernels that don't know an option get the bare mount.
 pub fn mount_overlay(
@@ -48,13 +66,7 @@ pub fn mount_overlay(
     }
     tracing::debug!(target = %target.display(), lower = %lower.display(), upper = %upper.display(), "mounted overlay");
     stack.mounts.push(target.to_owned());
-    // Mounts made below the stage later (ours, or a sandbox's) stay out of other namespaces.
-    match sys.make_private(target) {
-        Ok(()) => tracing::debug!(target = %target.display(), "made the stage mount private"),
-        Err(errno) => {
-            tracing::debug!(target = %target.display(), %errno, "cannot make the stage mount private")
-        }
-    }
+    make_stage_private(sys, target);
     Ok(())
 }
 

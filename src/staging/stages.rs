@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, Metadata};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,7 +16,10 @@ use super::error::{Context, Result, StagingError};
 use super::farm::{FarmInputs, Farms, farm_key};
 use super::known::KnownDigests;
 use super::layout::StagingLayout;
-use super::mounts::{MountStack, apply_writability, mount_overlay, unmount_all, unmount_one};
+use super::fuse::{self, FuseStage, Model, Scratch};
+use super::mounts::{
+    MountStack, apply_writability, make_stage_private, mount_overlay, unmount_all, unmount_one,
+};
 use super::owner::OwnerDir;
 use super::plan::{
     WritabilityChange, check_expanded_size, first_path_of_blob, variants, writability_changes,
@@ -63,7 +66,13 @@ pub enum Method {
     Overlay,
     /// A full copy (no overlay could be mounted).
     Copy,
+    /// A lazy FUSE filesystem served by this process.
+    Fuse,
 }
+
+/// At most this many FUSE stages are live at once, by default (each holds two threads and a
+/// `/dev/fuse` connection).
+pub const MAX_FUSE_STAGES: usize = 128;
 
 /// The stages of one daemon: stages trees, unstages them, and cleans up every live one at
 /// shutdown. A cheap handle: clones share everything.
@@ -83,6 +92,10 @@ struct Inner {
     next_id: AtomicU64,
     /// Why overlays can't be mounted here (logged once), after the first failure.
     no_overlay: Mutex<Option<String>>,
+    /// Whether FUSE can be used here, once found out (and logged, once).
+    fuse: Mutex<Option<Result<(), String>>>,
+    /// The most FUSE stages live at once.
+    fuse_limit: AtomicUsize,
     /// Trees validated lately.
     trees: TreeCache,
     /// Held shared from a farm's lookup (or build) until the stage over it is registered, and
@@ -110,6 +123,8 @@ struct LiveStage {
     scratch: Option<PathBuf>,
     mounts: Mutex<MountStack>,
     known: Option<KnownDigests>,
+    /// The FUSE filesystem a FUSE stage is served by (its threads end with the mount).
+    fuse: Option<FuseStage>,
 }
 
 impl Stages {
@@ -131,6 +146,8 @@ impl Stages {
                 live: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 no_overlay: Mutex::new(None),
+                fuse: Mutex::new(None),
+                fuse_limit: AtomicUsize::new(MAX_FUSE_STAGES),
                 building: Mutex::new(HashMap::new()),
                 trees: TreeCache::default(),
                 farms_in_flux: RwLock::new(()),
@@ -151,18 +168,15 @@ impl Stages {
         let prepared = self.prepare(&request.root)?;
         let (tree, changes) = (&prepared.tree, prepared.changes.as_slice());
         let owner = owner_for(request.credentials);
-        if request.mode == StagingMode::Fuse {
-            tracing::info!(root = %request.root, "FUSE staging is not available yet; staging with an overlay instead");
-        }
         let dirs = self.dirs()?;
+        let fuse = request.mode != StagingMode::CopyOrLink && self.fuse_usable();
+        if fuse {
+            self.check_fuse_room()?;
+            self.check_blobs(&prepared)?;
+        }
         let _farms_stay = inner.farms_in_flux.read().unwrap_or_else(|p| p.into_inner());
-        let farm = match self.overlay_unavailable() {
-            None => Some(self.farm(&dirs, tree, owner)?),
-            Some(_) => {
-                check_for_copy(&inner.store, tree, owner)?;
-                None
-            }
-        };
+        // Built (or the tree checked for copying) before anything of the stage is made.
+        let mut farm = if fuse { None } else { Some(self.farm_or_check(&dirs, tree, owner)?) };
 
         let n = dirs.owner.next_number();
         let target = match &request.path {
@@ -176,13 +190,18 @@ impl Stages {
             scratch: None,
             mounts: Mutex::default(),
             known: None,
+            fuse: None,
         };
-        match self.materialise(&dirs, tree, owner, farm.as_deref(), changes, n, &mut stage) {
-            Ok(()) => {}
-            Err(error) => {
-                self.undo(&stage);
-                return Err(error);
-            }
+        let mut staged = if fuse { self.mount_fuse(&dirs, &prepared, owner, n, &mut stage) } else { Ok(false) };
+        if let Ok(false) = staged {
+            let farm = farm.take().map_or_else(|| self.farm_or_check(&dirs, tree, owner), Ok);
+            staged = farm.and_then(|farm| {
+                self.materialise(&dirs, tree, owner, farm.as_deref(), changes, n, &mut stage).map(|()| true)
+            });
+        }
+        if let Err(error) = staged {
+            self.undo(&stage);
+            return Err(error);
         }
 
         let id = StageId(inner.next_id.fetch_add(1, Ordering::Relaxed));
@@ -211,6 +230,127 @@ impl Stages {
         let prepared = Arc::new(Prepared::new(tree, changes));
         self.inner.trees.insert(prepared.clone());
         Ok(prepared)
+    }
+
+    /// The farm to mount an overlay of, or `None` (after checking the tree can be copied) when
+    /// overlays can't be mounted here.
+    fn farm_or_check(&self, dirs: &Dirs, tree: &Tree, owner: Owner) -> Result<Option<PathBuf>> {
+        match self.overlay_unavailable() {
+            None => Ok(Some(self.farm(dirs, tree, owner)?)),
+            Some(_) => {
+                check_for_copy(&self.inner.store, tree, owner)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Mounts a FUSE filesystem serving the tree at the stage's target, then applies
+    /// `SubtreeReadOnly`. `Ok(false)` when FUSE turns out not to work here (said once in the
+    /// log): the caller stages another way.
+    fn mount_fuse(
+        &self,
+        dirs: &Dirs,
+        prepared: &Prepared,
+        owner: Owner,
+        n: u64,
+        stage: &mut LiveStage,
+    ) -> Result<bool> {
+        let sys = self.inner.sys.as_ref();
+        let target = stage.target.path.clone();
+        let name = format!("{n}.scratch");
+        let scratch_path = dirs.owner.path().join(&name);
+        drop(make_dir(dirs.owner.fd(), &name).at("create", &scratch_path)?);
+        stage.scratch = Some(scratch_path.clone());
+        let scratch = Scratch::open(&scratch_path).at("open", &scratch_path)?;
+        let model = Model::new(prepared.tree.clone(), self.inner.store.clone(), scratch, owner);
+        let tag = overlay_tag(dirs.owner.name(), &format!("fuse-{n}"));
+        let mut mounts = lock(&stage.mounts);
+        match FuseStage::mount(sys, &tag, &target, model) {
+            Ok(fuse) => {
+                mounts.push(&target);
+                make_stage_private(sys, &target);
+                stage.method = Method::Fuse;
+                stage.known = Some(KnownDigests::fuse(fuse.known()));
+                stage.fuse = Some(fuse);
+            }
+            Err(errno @ (Errno::EPERM | Errno::EACCES | Errno::ENODEV | Errno::ENOENT | Errno::EINVAL)) => {
+                drop(mounts);
+                self.note_fuse(Err(format!("cannot mount FUSE ({errno})")));
+                stage.scratch = None;
+                dirs.reaper.remove(&scratch_path)?;
+                return Ok(false);
+            }
+            Err(errno) => return Err(StagingError::errno("mount FUSE at", &target, errno)),
+        }
+        match apply_writability(sys, &target, &prepared.changes, &mut mounts) {
+            Ok(()) => Ok(true),
+            Err((path, errno)) => Err(StagingError::errno("bind-mount (SubtreeReadOnly)", path, errno)),
+        }
+    }
+
+    /// Whether FUSE staging can be used here; found out on first use, and said once.
+    fn fuse_usable(&self) -> bool {
+        let known = lock(&self.inner.fuse).clone();
+        match known {
+            Some(usable) => usable.is_ok(),
+            None => {
+                let usable = match fuse::unavailable(self.inner.sys.as_ref()) {
+                    None => Ok(()),
+                    Some(reason) => Err(reason),
+                };
+                self.note_fuse(usable);
+                self.fuse_usable()
+            }
+        }
+    }
+
+    fn note_fuse(&self, usable: Result<(), String>) {
+        let mut fuse = lock(&self.inner.fuse);
+        if fuse.as_ref().is_some_and(Result::is_err) {
+            return;
+        }
+        match &usable {
+            Ok(()) if fuse.is_none() => {
+                tracing::info!("staging through FUSE: trees are served lazily, writes copied on write")
+            }
+            Ok(()) => {}
+            Err(reason) => tracing::warn!("{reason}: staging with hardlinks and an overlay instead"),
+        }
+        *fuse = Some(usable);
+    }
+
+    /// Refuses a FUSE stage beyond the limit of live ones.
+    fn check_fuse_room(&self) -> Result<()> {
+        let limit = self.inner.fuse_limit.load(Ordering::Relaxed);
+        let live = lock(&self.inner.live).values().filter(|s| s.method == Method::Fuse).count();
+        if live >= limit {
+            return Err(StagingError::TooManyStages { limit });
+        }
+        Ok(())
+    }
+
+    /// Sets the most FUSE stages live at once ([`MAX_FUSE_STAGES`] by default).
+    pub fn set_fuse_limit(&self, limit: usize) {
+        self.inner.fuse_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// A lazy stage reads blobs only when the action opens them: check now that all are in the
+    /// CAS. Once they were all found, they are taken as still there until the store removes
+    /// any object (they are marked used all the same, for expiry's LRU order).
+    fn check_blobs(&self, prepared: &Prepared) -> Result<()> {
+        let store = &self.inner.store;
+        let removals = store.removals();
+        if prepared.present_at(removals) {
+            store.mark_used(prepared.files());
+            return Ok(());
+        }
+        variants(&prepared.tree, Owner::current())?;
+        if let Some(absent) = store.find_missing(prepared.files()).first() {
+            let path = first_path_of_blob(&prepared.tree, absent);
+            return Err(StagingError::MissingBlob { path, digest: *absent });
+        }
+        prepared.set_present_at(removals);
+        Ok(())
     }
 
     /// Mounts (or copies) the tree at the stage's target, then applies `SubtreeReadOnly`.

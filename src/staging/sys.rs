@@ -21,6 +21,9 @@ pub trait Sys: fmt::Debug + Send + Sync {
     }
     /// Mounts an overlay filesystem at `target`; `source` tags it in `/proc/self/mountinfo`.
     fn mount_overlay(&self, source: &str, target: &Path, options: &str) -> Result<(), Errno>;
+    /// Mounts a FUSE filesystem (type `fuse.rebox`) at `target`, served through the `/dev/fuse`
+    /// descriptor named in `options`; `source` tags it in `/proc/self/mountinfo`.
+    fn mount_fuse(&self, source: &str, target: &Path, options: &str) -> Result<(), Errno>;
     /// Bind-mounts `path` onto itself (a mount point of its own, which can then be remounted).
     fn bind_onto_itself(&self, path: &Path) -> Result<(), Errno>;
     /// Changes a bind mount to read-only or read-write.
@@ -58,6 +61,11 @@ impl Sys for RealSys {
         // No setuid or device file staged or written by the action may take effect on the host.
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
         nix::mount::mount(Some(source), target, Some("overlay"), flags, Some(options))
+    }
+
+    fn mount_fuse(&self, source: &str, target: &Path, options: &str) -> Result<(), Errno> {
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        nix::mount::mount(Some(source), target, Some(super::fuse::FSTYPE), flags, Some(options))
     }
 
     fn bind_onto_itself(&self, path: &Path) -> Result<(), Errno> {

@@ -24,6 +24,10 @@ pub struct Prepared {
     /// Where `SubtreeReadOnly` changes what the action may write.
     pub changes: Vec<WritabilityChange>,
     entries: usize,
+    /// The tree's distinct file digests, once asked for.
+    files: std::sync::OnceLock<Vec<Digest>>,
+    /// The store's removal count when all of `files` were last found present (`u64::MAX`: never).
+    present_at: std::sync::atomic::AtomicU64,
 }
 
 impl Prepared {
@@ -31,7 +35,28 @@ impl Prepared {
     pub fn new(tree: Tree, changes: Vec<WritabilityChange>) -> Self {
         let entries =
             tree.directories().map(|(_, d)| d.files.len() + d.directories.len() + d.symlinks.len() + 1).sum();
-        Self { tree: Arc::new(tree), changes, entries }
+        Self {
+            tree: Arc::new(tree),
+            changes,
+            entries,
+            files: std::sync::OnceLock::new(),
+            present_at: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// The tree's distinct file digests.
+    pub fn files(&self) -> &[Digest] {
+        self.files.get_or_init(|| self.tree.file_digests())
+    }
+
+    /// Whether every file blob was found present when the store's removal count was `removals`.
+    pub fn present_at(&self, removals: u64) -> bool {
+        self.present_at.load(std::sync::atomic::Ordering::Relaxed) == removals
+    }
+
+    /// Records that every file blob was present at removal count `removals`.
+    pub fn set_present_at(&self, removals: u64) {
+        self.present_at.store(removals, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

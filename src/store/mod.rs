@@ -61,6 +61,8 @@ struct Inner {
     empty: Digest,
     /// Bytes in objects: found on open, plus what this store published, minus what it removed.
     usage: AtomicU64,
+    /// Objects this store removed so far.
+    removals: AtomicU64,
     tmp: TmpDir,
     /// `cas/objects`, open (`O_PATH`) for lookups relative to it.
     objects_dir: OwnedFd,
@@ -105,8 +107,9 @@ impl Store {
         let objects_dir = nix::fcntl::open(layout.objects(), flags, Mode::empty())
             .map_err(|errno| StoreError::io("open directory", layout.objects(), errno.into()))?;
         let hooks = OnceLock::new();
+        let removals = AtomicU64::new(0);
         Ok(Store {
-            inner: Arc::new(Inner { layout, function, empty, usage, tmp, objects_dir, present, hooks }),
+            inner: Arc::new(Inner { layout, function, empty, usage, removals, tmp, objects_dir, present, hooks }),
         })
     }
 
@@ -135,6 +138,17 @@ impl Store {
         self.inner.usage.load(Ordering::Relaxed)
     }
 
+    /// How many objects this store has removed since it was opened: while it is unchanged, what
+    /// was found present is still there (unless removed behind the store's back).
+    pub fn removals(&self) -> u64 {
+        self.inner.removals.load(Ordering::Relaxed)
+    }
+
+    /// Marks `digests` used now, for the quota policy's LRU order, without touching the disk.
+    pub fn mark_used(&self, digests: &[Digest]) {
+        self.inner.notify_used(digests);
+    }
+
     /// Removes the object for `digest` and takes its size off the usage. Returns whether there
     /// was one to remove. Readers that already opened it keep reading it.
     pub fn remove(&self, digest: &Digest) -> Result<bool> {
@@ -148,6 +162,7 @@ impl Store {
             Ok(()) => {
                 // Only the remover whose unlink succeeded subtracts: concurrent removes count once.
                 self.inner.sub_usage(metadata.len());
+                self.inner.removals.fetch_add(1, Ordering::Relaxed);
                 self.inner.notify_removed(digest);
                 Ok(true)
             }

@@ -119,6 +119,9 @@ impl rebox::staging::Sys for NoOverlay {
     fn mount_overlay(&self, _: &str, _: &Path, _: &str) -> Result<(), nix::errno::Errno> {
         Err(nix::errno::Errno::EPERM)
     }
+    fn mount_fuse(&self, _: &str, _: &Path, _: &str) -> Result<(), nix::errno::Errno> {
+        Err(nix::errno::Errno::EPERM)
+    }
     fn bind_onto_itself(&self, path: &Path) -> Result<(), nix::errno::Errno> {
         rebox::staging::RealSys.bind_onto_itself(path)
     }
