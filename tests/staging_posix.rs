@@ -163,7 +163,6 @@ fn the_battery_passes_on_a_copy_stage() {
 }
 
 #[test]
-#[ignore = "until the FUSE stager lands"]
 fn the_battery_passes_on_a_fuse_stage() {
     if !is_root() {
         return eprintln!("skipped: FUSE stages need root (mounts)");
@@ -173,7 +172,7 @@ fn the_battery_passes_on_a_fuse_stage() {
         StagingMode::Fuse,
         |staged| {
             // By name: `Method::Fuse` comes with the FUSE stager.
-            assert_eq!(format!("{:?}", staged.method), "Fuse");
+            assert_eq!(staged.method, Method::Fuse);
             let (fstype, source) = mount_at(&staged.dir).expect("a mount at the stage");
             assert_eq!(fstype, "fuse.rebox");
             assert!(source.starts_with("rebox-stage:"), "mount source {source}");
@@ -208,7 +207,6 @@ fn the_sandbox_subset_passes_as_uid_1000_with_copy_or_link_staging_but_for_its_k
 }
 
 #[test]
-#[ignore = "until the FUSE stager lands"]
 fn the_sandbox_subset_passes_as_uid_1000_with_fuse_staging() {
     if !is_root() {
         return eprintln!("skipped: FUSE stages need root (mounts)");

@@ -17,7 +17,7 @@ use fuser::{
 };
 use nix::errno::Errno;
 
-use super::handles::{BackingChoice, Handles};
+use super::handles::{Handles, Io};
 use super::model::{Model, io_errno};
 use super::mutate::{Change, Maker};
 use super::node::{Content, Ino};
@@ -117,31 +117,48 @@ impl StageFs {
         let file = Arc::new(file);
         let scratch = content == Content::Scratch;
         let mut handles = self.0.handles();
-        if self.0.passthrough() {
-            let id = match handles.backing_for(ino, scratch) {
-                BackingChoice::Use(id) => Some(id),
-                BackingChoice::Register => match register(&file) {
-                    Ok(id) => Some(Arc::new(id)),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot pass file I/O through to the kernel; serving it instead");
-                        None
-                    }
-                },
-                BackingChoice::Conflict => None,
-            };
-            if let Some(id) = id {
-                let fh = handles.add(ino, file, Some((id.clone(), scratch)));
-                return (fh, Some(id), FopenFlags::empty());
-            }
-            // Passthrough and cached opens of one inode may not mix: direct I/O mixes with both.
-            return (handles.add(ino, file, None), None, FopenFlags::FOPEN_DIRECT_IO);
-        }
+        let io = if self.0.passthrough() { handles.io_for(ino, scratch) } else { Io::Cached };
+        let backing = match io {
+            Io::Passthrough(id) => Some(id),
+            Io::Register => match register(&file) {
+                Ok(id) => Some(Arc::new(id)),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot pass file I/O through to the kernel; serving it instead");
+                    None
+                }
+            },
+            Io::Cached => None,
+        };
+        let fh = handles.add(ino, file, scratch, backing.clone());
+        // A staged file's bytes never change until copied up: its page cache stays valid.
         let flags = if scratch { FopenFlags::empty() } else { FopenFlags::FOPEN_KEEP_CACHE };
-        (handles.add(ino, file, None), None, flags)
+        let flags = if backing.is_some() { FopenFlags::empty() } else { flags };
+        (fh, backing, flags)
+    }
+
+    /// The file `fh` reads and writes: the inode's scratch file once there is one.
+    fn handle_file(&self, fh: FileHandle) -> Result<Arc<File>, Errno> {
+        let (ino, file, scratch) = self.0.handles().get(fh.0).ok_or(Errno::EBADF)?;
+        if scratch {
+            return Ok(file);
+        }
+        let model = self.0.model();
+        match model.node(ino)?.kind {
+            super::node::Kind::File(Content::Scratch) => {
+                let file = Arc::new(model.scratch.open_file(ino).map_err(io_errno)?);
+                drop(model);
+                self.0.handles().use_scratch(fh.0, file.clone());
+                Ok(file)
+            }
+            _ => Ok(file),
+        }
     }
 
     fn handle(&self, fh: FileHandle) -> Result<(Ino, Arc<File>), Errno> {
-        self.0.handles().get(fh.0).ok_or(Errno::EBADF)
+        self.handle_file(fh).and_then(|file| {
+            let ino = self.0.handles().get(fh.0).ok_or(Errno::EBADF)?.0;
+            Ok((ino, file))
+        })
     }
 }
 

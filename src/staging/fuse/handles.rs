@@ -1,11 +1,13 @@
 //! Open files of a FUSE stage, and their passthrough backing files.
 //!
-//! With FUSE passthrough (Linux 6.9+, the daemon root), an open file is handed to the kernel
-//! with a backing file (the CAS object, or the scratch file once written) and its reads and
-//! writes never reach the daemon. The kernel wants one backing file per inode at a time: a
-//! second open of an inode reuses the first's, and when a staged file is written while a
-//! reader still has its CAS object as backing, the writer's handle is served by the daemon
-//! instead (direct I/O), from the scratch file.
+//! With FUSE passthrough (Linux 6.9+, the daemon root), a file the action wrote is handed to
+//! the kernel with its scratch file as backing file, and its reads and writes never reach the
+//! daemon. Staged files still as staged are served by the daemon into the page cache, which
+//! keeps them across opens: their bytes never change, and an inode once opened through a
+//! passthrough backing file must keep that one backing file (of the kernel's rules) while
+//! any open lasts, which a read-only CAS object could not be once a writer comes. The kernel
+//! also refuses to mix passthrough and cached opens of one inode, so an inode with cached
+//! opens live gets cached opens only, until they are all closed.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,17 +21,18 @@ use super::node::Ino;
 #[derive(Debug)]
 pub struct Handle {
     pub ino: Ino,
+    /// What it reads and writes: the CAS object (until a writer copies the file up) or the
+    /// scratch file.
     pub file: Arc<File>,
+    pub scratch: bool,
     /// Whether it was opened with a backing file (its I/O never reaches the daemon).
     pub passthrough: bool,
 }
 
-/// The passthrough backing file of one inode.
+/// The passthrough backing file (the scratch file) of one inode.
 #[derive(Debug)]
 struct Backing {
     id: Arc<BackingId>,
-    /// Whether it is the scratch file (else the CAS object).
-    scratch: bool,
     users: u32,
 }
 
@@ -38,57 +41,77 @@ struct Backing {
 pub struct Handles {
     open: HashMap<u64, Handle>,
     backings: HashMap<Ino, Backing>,
+    /// Open handles served by the daemon, by inode.
+    cached: HashMap<Ino, u32>,
     next: u64,
 }
 
-/// What an open should use as its backing file.
+/// How an open's I/O is done.
 #[derive(Debug)]
-pub enum BackingChoice {
-    /// This one (registered already, or to register now).
-    Use(Arc<BackingId>),
-    /// Register one for this file.
+pub enum Io {
+    /// Passed through to this backing file, registered already.
+    Passthrough(Arc<BackingId>),
+    /// Passed through to a backing file to register now.
     Register,
-    /// None: the inode's backing is the CAS object, and this handle needs the scratch file.
-    Conflict,
+    /// Served by the daemon.
+    Cached,
 }
 
 impl Handles {
-    /// How to open `ino`, whose content is the scratch file or not.
-    pub fn backing_for(&self, ino: Ino, scratch: bool) -> BackingChoice {
+    /// How to open `ino`: only the scratch file of an inode with no cached opens live may be
+    /// passed through.
+    pub fn io_for(&self, ino: Ino, scratch: bool) -> Io {
+        if !scratch || self.cached.get(&ino).is_some_and(|&n| n > 0) {
+            return Io::Cached;
+        }
         match self.backings.get(&ino) {
-            Some(backing) if backing.scratch == scratch => BackingChoice::Use(backing.id.clone()),
-            Some(_) => BackingChoice::Conflict,
-            None => BackingChoice::Register,
+            Some(backing) => Io::Passthrough(backing.id.clone()),
+            None => Io::Register,
         }
     }
 
-    /// Records an open; `backing` is the passthrough backing it uses, if any.
-    pub fn add(&mut self, ino: Ino, file: Arc<File>, backing: Option<(Arc<BackingId>, bool)>) -> u64 {
+    /// Records an open; `backing` is the passthrough backing file it uses, if any.
+    pub fn add(&mut self, ino: Ino, file: Arc<File>, scratch: bool, backing: Option<Arc<BackingId>>) -> u64 {
         let passthrough = backing.is_some();
-        if let Some((id, scratch)) = backing {
-            let entry = self.backings.entry(ino).or_insert(Backing { id, scratch, users: 0 });
-            entry.users += 1;
+        match backing {
+            Some(id) => self.backings.entry(ino).or_insert(Backing { id, users: 0 }).users += 1,
+            None => *self.cached.entry(ino).or_default() += 1,
         }
         self.next += 1;
-        self.open.insert(self.next, Handle { ino, file, passthrough });
+        self.open.insert(self.next, Handle { ino, file, scratch, passthrough });
         self.next
     }
 
-    pub fn get(&self, fh: u64) -> Option<(Ino, Arc<File>)> {
-        self.open.get(&fh).map(|h| (h.ino, h.file.clone()))
+    /// The inode of `fh`, the file it uses, and whether that is the scratch file.
+    pub fn get(&self, fh: u64) -> Option<(Ino, Arc<File>, bool)> {
+        self.open.get(&fh).map(|h| (h.ino, h.file.clone(), h.scratch))
+    }
+
+    /// Points `fh` at the inode's scratch file (its CAS object was copied up meanwhile).
+    pub fn use_scratch(&mut self, fh: u64, file: Arc<File>) {
+        if let Some(handle) = self.open.get_mut(&fh) {
+            handle.file = file;
+            handle.scratch = true;
+        }
     }
 
     /// Closes `fh`; the inode's backing file goes with its last user. Returns the inode.
     pub fn remove(&mut self, fh: u64) -> Option<Ino> {
         let handle = self.open.remove(&fh)?;
+        let ino = handle.ino;
         if handle.passthrough {
-            if let Some(backing) = self.backings.get_mut(&handle.ino) {
+            if let Some(backing) = self.backings.get_mut(&ino) {
                 backing.users -= 1;
                 if backing.users == 0 {
-                    self.backings.remove(&handle.ino);
+                    self.backings.remove(&ino);
                 }
             }
+        } else if let Some(count) = self.cached.get_mut(&ino) {
+            *count -= 1;
+            if *count == 0 {
+                self.cached.remove(&ino);
+            }
         }
-        Some(handle.ino)
+        Some(ino)
     }
 }

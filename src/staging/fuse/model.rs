@@ -16,6 +16,9 @@ use crate::staging::build::parse_digest;
 use crate::store::Store;
 use crate::tree::Tree;
 
+/// `readdir` offsets of entries are this less their sequence number (see [`Entries`]).
+const LISTING_BASE: u64 = 1 << 62;
+
 /// Block size reported by `stat`.
 const BLOCK_SIZE: u32 = 4096;
 
@@ -218,15 +221,17 @@ impl Model {
         if offset <= 1 {
             listed.push(Listed { offset: 2, name: b"..".to_vec(), ino: parent, kind: fuser::FileType::Directory });
         }
+        // Entry positions go down from LISTING_BASE, leaving 1 and 2 to `.` and `..`.
+        let resume = if offset <= 2 { 0 } else { LISTING_BASE - offset };
         let entries: Vec<(u64, Vec<u8>, Ino)> = self
             .entries(ino)?
-            .after(offset.saturating_sub(2))
+            .after(resume)
             .take(max)
             .map(|(seq, name, ino)| (seq, name.to_vec(), ino))
             .collect();
         for (seq, name, child) in entries {
             let kind = self.node(child)?.file_type();
-            listed.push(Listed { offset: seq + 2, name, ino: child, kind });
+            listed.push(Listed { offset: LISTING_BASE - seq, name, ino: child, kind });
         }
         Ok(listed)
     }

@@ -61,9 +61,11 @@ pub struct Dir {
     pub entries: Option<Entries>,
 }
 
-/// A directory's entries. Each entry gets a sequence number when it is added; `readdir` offsets
-/// are those numbers, so an entry that stays is listed exactly once however the directory
-/// changes between two reads of a listing.
+/// A directory's entries. Each entry gets a sequence number when it is added, and listings go
+/// newest first with the sequence number as the resume point (as tmpfs lists): an entry that
+/// stays is listed exactly once however the directory changes between two reads of a listing,
+/// and entries added meanwhile land before the reader's position, so a program that creates
+/// files while it lists a directory still comes to its end.
 #[derive(Debug, Default)]
 pub struct Entries {
     by_name: HashMap<Vec<u8>, (Ino, u64)>,
@@ -102,9 +104,11 @@ impl Entries {
         Some(ino)
     }
 
-    /// The entries after listing offset `after`, with the offset of each.
-    pub fn after(&self, after: u64) -> impl Iterator<Item = (u64, &[u8], Ino)> {
-        self.by_seq.range(after + 1..).map(|(&seq, name)| (seq, name.as_slice(), self.by_name[name].0))
+    /// The entries listed after the one at `position` (0: from the start), newest first, each
+    /// with its own position.
+    pub fn after(&self, position: u64) -> impl Iterator<Item = (u64, &[u8], Ino)> {
+        let below = if position == 0 { u64::MAX } else { position };
+        self.by_seq.range(..below).rev().map(|(&seq, name)| (seq, name.as_slice(), self.by_name[name].0))
     }
 }
 
@@ -134,13 +138,14 @@ mod tests {
             entries.insert(name.as_bytes().to_vec(), i as Ino + 10);
         }
         let first: Vec<_> = entries.after(0).take(1).map(|(seq, name, _)| (seq, name.to_vec())).collect();
-        assert_eq!(first[0].1, b"a");
-        // Between two reads: "b" goes, "d" comes, "c" is replaced (same place).
+        assert_eq!(first[0].1, b"c", "newest first");
+        // Between two reads: "b" goes, "d" comes (before the reader), "a" is replaced (same place).
         entries.remove(b"b");
         entries.insert(b"d".to_vec(), 13);
-        entries.insert(b"c".to_vec(), 14);
+        entries.insert(b"a".to_vec(), 14);
         let rest: Vec<_> = entries.after(first[0].0).map(|(_, name, ino)| (name.to_vec(), ino)).collect();
-        assert_eq!(rest, [(b"c".to_vec(), 14), (b"d".to_vec(), 13)]);
+        assert_eq!(rest, [(b"a".to_vec(), 14)]);
+        assert_eq!(entries.after(0).count(), 3);
         assert_eq!((entries.len(), entries.get(b"b")), (3, None));
     }
 }
