@@ -20,7 +20,11 @@ impl KnownDigests for staging::KnownDigests {
 
     fn directory(&self, _path: &Path, metadata: &Metadata) -> Option<KnownDirectory> {
         let subtree = staging::KnownDigests::directory(self, metadata)?;
-        Some(KnownDirectory { digest: subtree.digest, directories: subtree.directories, files: subtree.files })
+        Some(KnownDirectory {
+            digest: subtree.digest,
+            directories: subtree.directories,
+            files: subtree.files,
+        })
     }
 }
 

@@ -95,12 +95,12 @@ mod tests;
 
 pub use attrs::{DEFAULT_MTIME, Owner, SUBTREE_READ_ONLY};
 pub use error::StagingError;
+pub use fuse::FSTYPE as FUSE_FSTYPE;
 pub use known::KnownDigests;
 pub use layout::StagingLayout;
 pub use plan::MAX_STAGED_ENTRIES;
 pub use prune::PruneReport;
 pub use request::{StageRequest, StagingMode};
-pub use fuse::FSTYPE as FUSE_FSTYPE;
 pub use stages::{MAX_FUSE_STAGES, Method, StageId, Staged, Stages};
 pub use stale::{StaleReport, cleanup_stale, cleanup_stale_with};
 pub use sys::{RealSys, Sys};

@@ -14,9 +14,9 @@ use super::attrs::{Attrs, Owner};
 use super::build::{FileSource, TreeWriter, make_dir, open_dir};
 use super::error::{Context, Result, StagingError};
 use super::farm::{FarmInputs, Farms, farm_key};
+use super::fuse::{self, FuseStage, Model, Scratch};
 use super::known::KnownDigests;
 use super::layout::StagingLayout;
-use super::fuse::{self, FuseStage, Model, Scratch};
 use super::mounts::{
     MountStack, apply_writability, make_stage_private, mount_overlay, unmount_all, unmount_one,
 };
@@ -96,6 +96,8 @@ struct Inner {
     fuse: Mutex<Option<Result<(), String>>>,
     /// The most FUSE stages live at once.
     fuse_limit: AtomicUsize,
+    /// FUSE stages live or being made (see [`FuseSlot`]).
+    fuse_slots: Arc<AtomicUsize>,
     /// Trees validated lately.
     trees: TreeCache,
     /// Held shared from a farm's lookup (or build) until the stage over it is registered, and
@@ -125,6 +127,19 @@ struct LiveStage {
     known: Option<KnownDigests>,
     /// The FUSE filesystem a FUSE stage is served by (its threads end with the mount).
     fuse: Option<FuseStage>,
+    /// Its place among the live FUSE stages, given back when the stage goes.
+    _slot: Option<FuseSlot>,
+}
+
+/// One of the FUSE stages allowed to be live at once, taken before mounting (so concurrent
+/// requests can't all pass the limit) and given back when dropped.
+#[derive(Debug)]
+struct FuseSlot(Arc<AtomicUsize>);
+
+impl Drop for FuseSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Stages {
@@ -148,6 +163,7 @@ impl Stages {
                 no_overlay: Mutex::new(None),
                 fuse: Mutex::new(None),
                 fuse_limit: AtomicUsize::new(MAX_FUSE_STAGES),
+                fuse_slots: Arc::default(),
                 building: Mutex::new(HashMap::new()),
                 trees: TreeCache::default(),
                 farms_in_flux: RwLock::new(()),
@@ -170,8 +186,9 @@ impl Stages {
         let owner = owner_for(request.credentials);
         let dirs = self.dirs()?;
         let fuse = request.mode != StagingMode::CopyOrLink && self.fuse_usable();
+        let mut slot = None;
         if fuse {
-            self.check_fuse_room()?;
+            slot = Some(self.take_fuse_slot()?);
             self.check_blobs(&prepared)?;
         }
         let _farms_stay = inner.farms_in_flux.read().unwrap_or_else(|p| p.into_inner());
@@ -191,8 +208,10 @@ impl Stages {
             mounts: Mutex::default(),
             known: None,
             fuse: None,
+            _slot: None,
         };
-        let mut staged = if fuse { self.mount_fuse(&dirs, &prepared, owner, n, &mut stage) } else { Ok(false) };
+        let mut staged =
+            if fuse { self.mount_fuse(&dirs, &prepared, owner, n, &mut stage) } else { Ok(false) };
         if let Ok(false) = staged {
             let farm = farm.take().map_or_else(|| self.farm_or_check(&dirs, tree, owner), Ok);
             staged = farm.and_then(|farm| {
@@ -202,6 +221,9 @@ impl Stages {
         if let Err(error) = staged {
             self.undo(&stage);
             return Err(error);
+        }
+        if stage.method == Method::Fuse {
+            stage._slot = slot;
         }
 
         let id = StageId(inner.next_id.fetch_add(1, Ordering::Relaxed));
@@ -319,14 +341,14 @@ impl Stages {
         *fuse = Some(usable);
     }
 
-    /// Refuses a FUSE stage beyond the limit of live ones.
-    fn check_fuse_room(&self) -> Result<()> {
+    /// Takes a place for one more FUSE stage, or refuses it beyond the limit of live ones.
+    fn take_fuse_slot(&self) -> Result<FuseSlot> {
         let limit = self.inner.fuse_limit.load(Ordering::Relaxed);
-        let live = lock(&self.inner.live).values().filter(|s| s.method == Method::Fuse).count();
-        if live >= limit {
-            return Err(StagingError::TooManyStages { limit });
-        }
-        Ok(())
+        let slots = &self.inner.fuse_slots;
+        slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| (taken < limit).then_some(taken + 1))
+            .map_err(|_| StagingError::TooManyStages { limit })?;
+        Ok(FuseSlot(slots.clone()))
     }
 
     /// Sets the most FUSE stages live at once ([`MAX_FUSE_STAGES`] by default).

@@ -10,6 +10,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+
 use super::error::{Result, StagingError};
 use super::layout::{OWNER_PREFIX, StagingLayout};
 use super::mounts::unmount_one;
@@ -77,6 +79,18 @@ fn clean_dead_daemon(sys: &dyn Sys, name: &str, dir: &Path) -> Result<usize> {
                 || records.iter().any(|(_, target)| m.mount_point.starts_with(target))
         })
         .collect();
+    let count = ours.len();
+    // A dead daemon's FUSE stages answer nothing any more (ENOTCONN), so a path below one
+    // can't even be looked up: detach each whole, which takes every mount below it too.
+    for mount in ours.iter().filter(|m| m.fs_type == super::fuse::FSTYPE) {
+        tracing::info!(path = %mount.mount_point.display(), "detaching a dead daemon's FUSE stage");
+        match sys.unmount(&mount.mount_point, true) {
+            Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => {}
+            Err(errno) => return Err(StagingError::errno("detach", &mount.mount_point, errno)),
+        }
+    }
+    let left = mountinfo::read().map_err(|e| StagingError::io("read", "/proc/self/mountinfo", e))?;
+    ours.retain(|m| left.iter().any(|l| l.id == m.id));
     mountinfo::sort_for_unmount(&mut ours);
     for mount in &ours {
         tracing::info!(path = %mount.mount_point.display(), "unmounting a dead daemon's stage");
@@ -88,7 +102,7 @@ fn clean_dead_daemon(sys: &dyn Sys, name: &str, dir: &Path) -> Result<usize> {
         }
     }
     remove_tree(dir)?;
-    Ok(ours.len())
+    Ok(count)
 }
 
 /// The client paths a daemon recorded in its dir.

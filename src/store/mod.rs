@@ -109,7 +109,17 @@ impl Store {
         let hooks = OnceLock::new();
         let removals = AtomicU64::new(0);
         Ok(Store {
-            inner: Arc::new(Inner { layout, function, empty, usage, removals, tmp, objects_dir, present, hooks }),
+            inner: Arc::new(Inner {
+                layout,
+                function,
+                empty,
+                usage,
+                removals,
+                tmp,
+                objects_dir,
+                present,
+                hooks,
+            }),
         })
     }
 

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use nix::errno::Errno;
 
@@ -164,8 +164,11 @@ impl StageFs {
 
 impl Filesystem for StageFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        for flag in [InitFlags::FUSE_PARALLEL_DIROPS, InitFlags::FUSE_CACHE_SYMLINKS, InitFlags::FUSE_NO_EXPORT_SUPPORT]
-        {
+        for flag in [
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_NO_EXPORT_SUPPORT,
+        ] {
             let _ = config.add_capabilities(flag);
         }
         let _ = config.set_max_write(MAX_WRITE);
@@ -219,7 +222,9 @@ impl Filesystem for StageFs {
         // A handle open on the scratch file truncates through that file.
         let open = fh.and_then(|fh| self.handle(fh).ok()).map(|(_, file)| file);
         let mut model = self.0.model();
-        let open = open.filter(|_| matches!(model.node(ino.0).map(|n| &n.kind), Ok(super::node::Kind::File(Content::Scratch))));
+        let open = open.filter(|_| {
+            matches!(model.node(ino.0).map(|n| &n.kind), Ok(super::node::Kind::File(Content::Scratch)))
+        });
         match model.set_attr(ino.0, change, open.as_deref()).and_then(|()| model.attr(ino.0)) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(errno(e)),
@@ -267,8 +272,12 @@ impl Filesystem for StageFs {
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        let made =
-            self.0.model().symlink(parent.0, link_name.as_bytes(), target.as_os_str().as_bytes(), maker(req, 0));
+        let made = self.0.model().symlink(
+            parent.0,
+            link_name.as_bytes(),
+            target.as_os_str().as_bytes(),
+            maker(req, 0),
+        );
         self.entry(reply, made);
     }
 
@@ -300,7 +309,8 @@ impl Filesystem for StageFs {
             Ok(opened) => opened,
             Err(e) => return reply.error(errno(e)),
         };
-        let (fh, backing, fopen) = self.register(ino.0, file, content, |file| reply.open_backing(file.as_fd()));
+        let (fh, backing, fopen) =
+            self.register(ino.0, file, content, |file| reply.open_backing(file.as_fd()));
         match backing {
             Some(id) => reply.opened_passthrough(FileHandle(fh), fopen, &id),
             None => reply.opened(FileHandle(fh), fopen),
@@ -383,7 +393,14 @@ impl Filesystem for StageFs {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         // Nothing to do on close(2) (no locks, no write-back): ENOSYS tells the kernel never to
         // ask again, which saves a round trip on every close.
         reply.error(fuser::Errno::ENOSYS);
@@ -420,7 +437,8 @@ impl Filesystem for StageFs {
         match listed {
             Ok(listed) => {
                 for entry in listed {
-                    if reply.add(INodeNo(entry.ino), entry.offset, entry.kind, OsStr::from_bytes(&entry.name)) {
+                    if reply.add(INodeNo(entry.ino), entry.offset, entry.kind, OsStr::from_bytes(&entry.name))
+                    {
                         break;
                     }
                 }
@@ -475,7 +493,15 @@ impl Filesystem for StageFs {
         }
     }
 
-    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
         let whence = match whence {
             libc::SEEK_DATA => nix::unistd::Whence::SeekData,
             libc::SEEK_HOLE => nix::unistd::Whence::SeekHole,

@@ -8,6 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use prost::Message;
+
 use super::fs::Shared;
 use super::node::{Content, Dir, Kind};
 use crate::digest::Digest;
@@ -32,8 +34,9 @@ pub struct FuseKnown {
     shared: Arc<Shared>,
     device: u64,
     stage: PathBuf,
-    /// Whether a staged Directory, with everything below it, carries no node properties (only
-    /// then does capture, asked for no properties, record the same message).
+    /// Whether a staged Directory, with everything below it, carries no node properties and is
+    /// encoded as capture encodes (only then does capture, asked for no properties, record the
+    /// same message).
     plain: Arc<Mutex<HashMap<Digest, bool>>>,
 }
 
@@ -86,7 +89,11 @@ impl FuseKnown {
             return plain;
         }
         let Some(directory) = tree.directory(digest) else { return false };
-        let plain = directory.node_properties.is_none()
+        // Capture re-encodes the messages it records: a staged message in another encoding
+        // (unknown fields, say) would be recorded under another digest.
+        let function = self.shared.model().store.digest_function();
+        let plain = function.hash_bytes(&directory.encode_to_vec()) == *digest
+            && directory.node_properties.is_none()
             && directory.files.iter().all(|f| f.node_properties.is_none())
             && directory.symlinks.iter().all(|s| s.node_properties.is_none())
             && directory

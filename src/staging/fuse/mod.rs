@@ -72,9 +72,8 @@ pub struct FuseStage {
 impl FuseStage {
     /// Mounts `model` at `target` (an empty directory) tagged `tag`, and starts serving it.
     pub fn mount(sys: &dyn Sys, tag: &str, target: &Path, model: Model) -> Result<Self, Errno> {
-        let device = OwnedFd::from(
-            File::options().read(true).write(true).open("/dev/fuse").map_err(model::io_errno)?,
-        );
+        let device =
+            OwnedFd::from(File::options().read(true).write(true).open("/dev/fuse").map_err(model::io_errno)?);
         let options = format!(
             "fd={},rootmode=40000,user_id={},group_id={},allow_other,default_permissions",
             device.as_raw_fd(),

@@ -82,10 +82,10 @@ impl Model {
         if ino == ROOT || node.nlink > 0 || node.lookups > 0 || node.opens > 0 {
             return;
         }
-        if matches!(node.kind, Kind::File(Content::Scratch)) {
-            if let Err(error) = self.scratch.remove(ino) {
-                tracing::debug!(ino, %error, "cannot remove a scratch file");
-            }
+        if matches!(node.kind, Kind::File(Content::Scratch))
+            && let Err(error) = self.scratch.remove(ino)
+        {
+            tracing::debug!(ino, %error, "cannot remove a scratch file");
         }
         self.nodes.remove(&ino);
     }
@@ -170,7 +170,8 @@ impl Model {
         match &node.kind {
             Kind::File(Content::Cas(digest)) => size = digest.size(),
             Kind::File(Content::Scratch) => {
-                let stat = self.scratch.stat(ino).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(5)))?;
+                let stat =
+                    self.scratch.stat(ino).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(5)))?;
                 size = stat.st_size as u64;
                 blocks = Some(stat.st_blocks as u64);
                 atime = system_time(stat.st_atime, stat.st_atime_nsec);
@@ -219,7 +220,12 @@ impl Model {
             listed.push(Listed { offset: 1, name: b".".to_vec(), ino, kind: fuser::FileType::Directory });
         }
         if offset <= 1 {
-            listed.push(Listed { offset: 2, name: b"..".to_vec(), ino: parent, kind: fuser::FileType::Directory });
+            listed.push(Listed {
+                offset: 2,
+                name: b"..".to_vec(),
+                ino: parent,
+                kind: fuser::FileType::Directory,
+            });
         }
         // Entry positions go down from LISTING_BASE, leaving 1 and 2 to `.` and `..`.
         let resume = if offset <= 2 { 0 } else { LISTING_BASE - offset };

@@ -34,7 +34,12 @@ impl Scratch {
     /// Creates the empty scratch file of `ino`, open to read and write.
     pub fn create(&self, ino: Ino) -> io::Result<File> {
         let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        Ok(File::from(openat(self.dir.as_fd(), name(ino).as_c_str(), flags, Mode::from_bits_truncate(0o600))?))
+        Ok(File::from(openat(
+            self.dir.as_fd(),
+            name(ino).as_c_str(),
+            flags,
+            Mode::from_bits_truncate(0o600),
+        )?))
     }
 
     /// Opens the scratch file of `ino` to read and write.
@@ -49,9 +54,20 @@ impl Scratch {
     }
 
     /// Sets the scratch file's access and modification times (`None` leaves one as it is).
-    pub fn set_times(&self, ino: Ino, atime: Option<SystemTime>, mtime: Option<SystemTime>) -> io::Result<()> {
+    pub fn set_times(
+        &self,
+        ino: Ino,
+        atime: Option<SystemTime>,
+        mtime: Option<SystemTime>,
+    ) -> io::Result<()> {
         let (atime, mtime) = (timespec(atime), timespec(mtime));
-        Ok(utimensat(self.dir.as_fd(), name(ino).as_c_str(), &atime, &mtime, UtimensatFlags::NoFollowSymlink)?)
+        Ok(utimensat(
+            self.dir.as_fd(),
+            name(ino).as_c_str(),
+            &atime,
+            &mtime,
+            UtimensatFlags::NoFollowSymlink,
+        )?)
     }
 
     /// Removes the scratch file of `ino` (open descriptors keep working).
@@ -60,11 +76,16 @@ impl Scratch {
     }
 
     /// Copies `from` (a CAS object) into a new scratch file for `ino`, with the given times.
-    pub fn copy_up(&self, ino: Ino, from: &mut File, atime: SystemTime, mtime: SystemTime) -> io::Result<File> {
+    pub fn copy_up(
+        &self,
+        ino: Ino,
+        from: &mut File,
+        atime: SystemTime,
+        mtime: SystemTime,
+    ) -> io::Result<File> {
         let mut file = self.create(ino)?;
-        let copied = io::copy(from, &mut file).and_then(|_| {
-            Ok(futimens(file.as_fd(), &timespec(Some(atime)), &timespec(Some(mtime)))?)
-        });
+        let copied = io::copy(from, &mut file)
+            .and_then(|_| Ok(futimens(file.as_fd(), &timespec(Some(atime)), &timespec(Some(mtime)))?));
         if let Err(error) = copied {
             let _ = self.remove(ino);
             return Err(error);
