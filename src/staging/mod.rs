@@ -6,7 +6,19 @@
 //! CAS objects are 0444, owned by the daemon, and their mtime is the LRU clock, so they can't be
 //! the staged inodes (a staged file shows the tree's mode, mtime and owner), and hardlinking them
 //! straight into the stage (as buildbox-casd does) lets any action that can chmod its inputs
-//! corrupt the cache. Copying every file is safe but slow. rebox stages in three layers:
+//! corrupt the cache. Copying every file is safe but slow. rebox stages one of two ways.
+//!
+//! **FUSE** (`fuse/`, the default where `/dev/fuse` can be used, and `StagingMode::Fuse`): this
+//! process serves the tree through a FUSE mount at the stage path. A directory's entries are
+//! read from its Directory message when first looked into, a staged file's bytes from its CAS
+//! object, so a stage costs what the action touches. The first write (or truncate) of a staged
+//! file copies it into a per-stage scratch dir on the cache's filesystem; files the action makes
+//! live there from the start, and their I/O is passed through to the kernel (FUSE passthrough)
+//! where it can be. CAS objects are only ever opened read-only. Up to [`MAX_FUSE_STAGES`] are
+//! live at once (RESOURCE_EXHAUSTED beyond); where FUSE can't be used, that is said once in the
+//! log and stages take the overlay.
+//!
+//! **Overlay** (`StagingMode::CopyOrLink`, or without FUSE), in three layers:
 //!
 //! 1. **Pool** (`pool.rs`): one private copy of a blob per (digest, mode, mtime, uid, gid)
 //!    actually staged, under `cas/staging-pool`, made once and hardlinked from then on.
@@ -17,17 +29,16 @@
 //! 3. **Overlay** (`mounts.rs`): each stage mounts an overlayfs at the stage path, the farm as its
 //!    read-only lower layer and a fresh per-stage upper dir (on the store's filesystem) taking
 //!    every change. A write, chmod, truncate, rename or unlink copies up or leaves a whiteout in
-//!    the upper dir; the farm and the pool are never touched. Then `SubtreeReadOnly` subtrees are
-//!    bind-mounted read-only (EROFS to the action), and deeper "false" ones writable again.
+//!    the upper dir; the farm and the pool are never touched.
 //!
 //! Staging a tree whose farm exists costs a few mounts, whatever its size; a new tree costs one
-//! hardlink per file (plus one copy per blob the pool lacks).
+//! hardlink per file (plus one copy per blob the pool lacks). Then, for both, `SubtreeReadOnly`
+//! subtrees are bind-mounted read-only (EROFS to the action), and deeper "false" ones writable
+//! again.
 //!
 //! Where no overlay can be mounted (the daemon is not root: EPERM), every stage is a full copy of
 //! the tree into the stage dir (safe, slower), said once in the log. A link that can't be made
-//! (EMLINK, EXDEV) falls back to a copy of that one file. FUSE staging (issue #5) is not
-//! available: a FUSE request is staged this way, which gives the guarantees FUSE would (writable,
-//! the CAS untouchable), with a log line; BuildStream sends DEFAULT anyway.
+//! (EMLINK, EXDEV) falls back to a copy of that one file.
 //!
 //! # Safety of the stage
 //!
@@ -44,21 +55,24 @@
 //! [`Stages`] keeps the live stages: [`Stages::unstage`] unmounts (lazily, and logged, only if a
 //! plain unmount fails) and removes the stage's dirs; [`Stages::cleanup_all`] does so for all at
 //! shutdown; [`cleanup_stale`] removes, at start-up, what dead daemons left (mounts found in
-//! `/proc/self/mountinfo` by their tag, their dir, or the client paths they recorded).
+//! `/proc/self/mountinfo` by their tag, their dir, or the client paths they recorded; a dead
+//! daemon's FUSE stages, which answer nothing any more, are detached whole first).
 //! [`Stages::prune`] removes farms unused for a while and the pool variants only they used.
 //!
 //! # Known digests
 //!
-//! [`Stages::known_digests`] gives capture, for a live overlay stage, the digest of any file still
-//! exactly as staged (no upper-dir entry at its path, same inode as the farm's) without hashing:
-//! see [`KnownDigests`].
+//! [`Stages::known_digests`] gives capture, for a live stage, the digest of any file still exactly
+//! as staged without hashing (overlay: no upper-dir entry at its path, same inode as the farm's;
+//! FUSE: its content is still the CAS object), and for a FUSE stage the Directory digest of a
+//! directory the action never looked into: see [`KnownDigests`].
 //!
 //! # Compared with buildbox-casd 1.4.25
 //!
 //! Observed with a Python client: its hardlink stager links CAS objects themselves (files show
 //! 0444/0555 and the object's LRU mtime; an in-place write as root changes the CAS), ignores
 //! `access_credentials` and `SubtreeReadOnly`, answers a relative stage path relative to its own
-//! cwd, and refuses FUSE (INVALID_ARGUMENT) when buildbox-fuse is not found. rebox stages what the
+//! cwd, and refuses FUSE (INVALID_ARGUMENT) when buildbox-fuse is not found (it spawns one
+//! buildbox-fuse process per stage; rebox serves every FUSE stage from its own threads). rebox stages what the
 //! contract says the sandbox sees (mtime 1321009871, 0755/0644, node properties), honours
 //! credentials when root, enforces `SubtreeReadOnly`, and answers generated paths absolute. As
 //! buildbox-casd: a client path must be missing (made, then removed) or an empty dir (kept);
