@@ -289,8 +289,12 @@ fn stage_and_unstage(daemon: &Daemon, content: &[u8]) -> usize {
     let root = store.put_bytes(&directory.encode_to_vec()).unwrap();
     block_on(async {
         let mut local_cas = daemon.local_cas().await;
-        let request =
-            StageTreeRequest { root_digest: Some(rebox::tree::to_proto(&root)), ..Default::default() };
+        // Farms are the hardlink stager's: ask for it (the default is FUSE).
+        let request = StageTreeRequest {
+            root_digest: Some(rebox::tree::to_proto(&root)),
+            staging_mode: rebox::proto::build::buildgrid::stage_tree_request::StagingMode::CopyOrLink as i32,
+            ..Default::default()
+        };
         let mut answers = local_cas.stage_tree(tokio_stream::iter([request])).await.unwrap().into_inner();
         let mut count = 0;
         while answers.message().await.unwrap().is_some() {

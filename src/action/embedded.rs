@@ -36,6 +36,9 @@ impl EmbeddedCas {
             tracing::warn!(%error, "cannot start the stale-stage clean-up");
         }
         let stages = Stages::new(store.clone());
+        // One action, whose inputs the caller put in the store: finding every blob before a
+        // lazy stage would cost more than the stage.
+        stages.set_lazy_blob_check(true);
         Ok(Self { store, stages, staged: None })
     }
 

@@ -58,6 +58,18 @@ pub struct Variant {
 /// properties, naming the first path of an offending entry.
 pub fn variants(tree: &Tree, owner: Owner) -> Result<Vec<Variant>> {
     let mut seen: HashSet<Variant> = HashSet::new();
+    visit_variants(tree, owner, |variant| {
+        seen.insert(variant);
+    })?;
+    Ok(seen.into_iter().collect())
+}
+
+/// Checks every file's and symlink's properties, as [`variants`] does, without collecting.
+pub fn check_properties(tree: &Tree, owner: Owner) -> Result<()> {
+    visit_variants(tree, owner, |_| {})
+}
+
+fn visit_variants(tree: &Tree, owner: Owner, mut found: impl FnMut(Variant)) -> Result<()> {
     // Shared subtrees yield the same variants: visit each distinct directory once.
     for (digest, directory) in tree.directories() {
         let located = |error: StagingError, name: &str| relocate(error, tree, digest, name);
@@ -69,13 +81,13 @@ pub fn variants(tree: &Tree, owner: Owner) -> Result<Vec<Variant>> {
             let digest = parse_digest(file.digest.as_ref()).ok_or_else(bad_digest);
             let digest = digest.map_err(|e| located(e, &file.name))?;
             let attrs = Attrs::of_file(file, owner, "").map_err(|e| located(e, &file.name))?;
-            seen.insert(Variant { digest, attrs });
+            found(Variant { digest, attrs });
         }
         for symlink in &directory.symlinks {
             Attrs::of_symlink(symlink, owner, "").map_err(|e| located(e, &symlink.name))?;
         }
     }
-    Ok(seen.into_iter().collect())
+    Ok(())
 }
 
 /// Puts the entry's full path (its directory's first path, plus `name`) into a property error.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, Metadata};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,7 +22,8 @@ use super::mounts::{
 };
 use super::owner::OwnerDir;
 use super::plan::{
-    WritabilityChange, check_expanded_size, first_path_of_blob, variants, writability_changes,
+    WritabilityChange, check_expanded_size, check_properties, first_path_of_blob, variants,
+    writability_changes,
 };
 use super::pool::{Pool, set_attrs};
 use super::prune::{PruneReport, farms_in_use, prune_farms, prune_pool};
@@ -98,6 +99,8 @@ struct Inner {
     fuse_limit: AtomicUsize,
     /// FUSE stages live or being made (see [`FuseSlot`]).
     fuse_slots: Arc<AtomicUsize>,
+    /// Whether FUSE stages leave finding their blobs to the action's opens.
+    lazy_blob_check: AtomicBool,
     /// Trees validated lately.
     trees: TreeCache,
     /// Held shared from a farm's lookup (or build) until the stage over it is registered, and
@@ -164,6 +167,7 @@ impl Stages {
                 fuse: Mutex::new(None),
                 fuse_limit: AtomicUsize::new(MAX_FUSE_STAGES),
                 fuse_slots: Arc::default(),
+                lazy_blob_check: AtomicBool::new(false),
                 building: Mutex::new(HashMap::new()),
                 trees: TreeCache::default(),
                 farms_in_flux: RwLock::new(()),
@@ -356,17 +360,28 @@ impl Stages {
         self.inner.fuse_limit.store(limit, Ordering::Relaxed);
     }
 
+    /// Makes FUSE stages skip finding every blob up front: a missing one then fails the
+    /// action's open of that file (EIO, and an error naming it in the log) instead of the
+    /// stage. For a one-shot process whose store has just been given the inputs (the embedded
+    /// runner), where finding 20,000 blobs would cost more than the whole stage.
+    pub fn set_lazy_blob_check(&self, lazy: bool) {
+        self.inner.lazy_blob_check.store(lazy, Ordering::Relaxed);
+    }
+
     /// A lazy stage reads blobs only when the action opens them: check now that all are in the
     /// CAS. Once they were all found, they are taken as still there until the store removes
     /// any object (they are marked used all the same, for expiry's LRU order).
     fn check_blobs(&self, prepared: &Prepared) -> Result<()> {
         let store = &self.inner.store;
+        if self.inner.lazy_blob_check.load(Ordering::Relaxed) {
+            return check_properties(&prepared.tree, Owner::current());
+        }
         let removals = store.removals();
         if prepared.present_at(removals) {
             store.mark_used(prepared.files());
             return Ok(());
         }
-        variants(&prepared.tree, Owner::current())?;
+        check_properties(&prepared.tree, Owner::current())?;
         if let Some(absent) = store.find_missing(prepared.files()).first() {
             let path = first_path_of_blob(&prepared.tree, absent);
             return Err(StagingError::MissingBlob { path, digest: *absent });

@@ -251,7 +251,7 @@ impl Model {
         };
         let file = match content {
             Content::Cas(digest) => self.store.open_blob(&digest).map_err(|error| {
-                tracing::error!(%digest, %error, "cannot open a staged blob");
+                tracing::error!(ino, %digest, %error, "a staged file's blob is missing from the CAS");
                 Errno::EIO
             })?,
             Content::Scratch => self.scratch.open_file(ino).map_err(io_errno)?,
