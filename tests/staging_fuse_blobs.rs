@@ -59,7 +59,12 @@ fn a_missing_blob_refuses_the_stage_unless_checked_lazily() {
     assert_eq!(fs::read(staged.dir.join("present")).unwrap(), b"here");
     let size = fs::symlink_metadata(staged.dir.join("sub/absent")).unwrap().len();
     assert_eq!(size, b"never stored".len() as u64, "listed with its digest's size");
+    assert!(stages.missing_blob(staged.id).is_none(), "nothing missing met yet");
     let refused = fs::read(staged.dir.join("sub/absent")).unwrap_err();
     assert_eq!(refused.raw_os_error(), Some(libc::EIO), "{refused}");
+    // The owner of the stage learns which blob, as staging would have told it up front.
+    let missing = stages.missing_blob(staged.id).expect("the missing blob is told");
+    assert_eq!(missing.code(), tonic::Code::FailedPrecondition);
+    assert!(missing.to_string().contains("\"sub/absent\""), "{missing}");
     stages.unstage(staged.id).unwrap();
 }

@@ -59,6 +59,16 @@ impl EmbeddedCas {
             .map_err(|source| ActionError::capture(path.display().to_string(), source))
     }
 
+    /// Fails if the action found an input blob missing from the store (its stage did not look
+    /// for them all up front: see [`Stages::set_lazy_blob_check`]): the run is then void, as if
+    /// staging had refused it.
+    fn missing_input(&self) -> Result<(), ActionError> {
+        match self.staged.and_then(|id| self.stages.missing_blob(id)) {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
+    }
+
     fn capture_target(path: &Path) -> Result<Target, ActionError> {
         let text =
             path.to_str().ok_or_else(|| ActionError::Invalid(format!("{} is not UTF-8", path.display())))?;
@@ -92,11 +102,12 @@ impl ActionCas for EmbeddedCas {
     }
 
     fn unstage(&mut self) -> Result<(), ActionError> {
+        let missing = self.missing_input();
         if let Some(id) = self.staged.take() {
             // Unmounted now; its dirs are deleted in the background (see `Drop`).
             self.stages.unstage(id)?;
         }
-        Ok(())
+        missing
     }
 
     fn capture_directories(
@@ -105,6 +116,7 @@ impl ActionCas for EmbeddedCas {
         properties: Properties,
         format: OutputFormat,
     ) -> Result<Vec<DirectoryDigests>, ActionError> {
+        self.missing_input()?;
         let options = CaptureOptions { properties, move_files: false };
         paths
             .iter()
@@ -125,6 +137,7 @@ impl ActionCas for EmbeddedCas {
         paths: &[PathBuf],
         properties: Properties,
     ) -> Result<Vec<CapturedFile>, ActionError> {
+        self.missing_input()?;
         let options = CaptureOptions { properties, move_files: false };
         paths
             .iter()

@@ -288,7 +288,8 @@ impl Stages {
         drop(make_dir(dirs.owner.fd(), &name).at("create", &scratch_path)?);
         stage.scratch = Some(scratch_path.clone());
         let scratch = Scratch::open(&scratch_path).at("open", &scratch_path)?;
-        let model = Model::new(prepared.tree.clone(), self.inner.store.clone(), scratch, owner);
+        let lazy = self.inner.lazy_blob_check.load(Ordering::Relaxed);
+        let model = Model::new(prepared.tree.clone(), self.inner.store.clone(), scratch, owner, lazy);
         let tag = overlay_tag(dirs.owner.name(), &format!("fuse-{n}"));
         let mut mounts = lock(&stage.mounts);
         match FuseStage::mount(sys, &tag, &target, model) {
@@ -361,8 +362,8 @@ impl Stages {
     }
 
     /// Makes FUSE stages skip finding every blob up front: a missing one then fails the
-    /// action's open of that file (EIO, and an error naming it in the log) instead of the
-    /// stage. For a one-shot process whose store has just been given the inputs (the embedded
+    /// action's open of that file (EIO) instead of the stage, and [`Stages::missing_blob`]
+    /// tells. For a one-shot process whose store has just been given the inputs (the embedded
     /// runner), where finding 20,000 blobs would cost more than the whole stage.
     pub fn set_lazy_blob_check(&self, lazy: bool) {
         self.inner.lazy_blob_check.store(lazy, Ordering::Relaxed);
@@ -564,6 +565,14 @@ impl Stages {
             "pruned staging"
         );
         Ok(report)
+    }
+
+    /// The error staging would have given up front for the first blob the action of live stage
+    /// `id` found missing from the CAS (see [`Stages::set_lazy_blob_check`]), if it found one.
+    pub fn missing_blob(&self, id: StageId) -> Option<StagingError> {
+        let stage = lock(&self.inner.live).get(&id).cloned()?;
+        let (path, digest) = stage.fuse.as_ref()?.missing()?;
+        Some(StagingError::MissingBlob { path, digest })
     }
 
     /// The stage directories of every live stage.

@@ -80,6 +80,27 @@ fn time(time: Option<TimeOrNow>) -> Option<SystemTime> {
     })
 }
 
+/// The attributes of a negative entry (only its inode number, 0, matters).
+fn absent() -> fuser::FileAttr {
+    fuser::FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: fuser::FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
+    }
+}
+
 /// Whether an open may change the file.
 fn writes(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
@@ -186,7 +207,13 @@ impl Filesystem for StageFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let found = self.0.model().lookup(parent.0, name.as_bytes());
-        self.entry(reply, found);
+        match found {
+            // Inode 0: "no such entry", which the kernel may remember as long as a name (every
+            // name is made through the kernel, which then forgets the negative entry). Saves a
+            // round trip before each file an action creates.
+            Err(Errno::ENOENT) => reply.entry(&TTL, &absent(), Generation(0)),
+            found => self.entry(reply, found),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {

@@ -105,6 +105,13 @@ impl FuseStage {
         Ok(Self { shared, device, target: target.to_owned(), _session: session })
     }
 
+    /// The first blob the action found missing from the CAS, if any, with a path of it.
+    pub fn missing(&self) -> Option<(String, crate::digest::Digest)> {
+        let model = self.shared.model();
+        let digest = model.missing()?;
+        Some((super::plan::first_path_of_blob(&model.tree, &digest), digest))
+    }
+
     /// What capture may take as known in this stage.
     pub fn known(&self) -> FuseKnown {
         FuseKnown::new(self.shared.clone(), self.device, self.target.clone())

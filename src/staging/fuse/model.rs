@@ -31,11 +31,16 @@ pub struct Model {
     owner: Owner,
     pub(super) nodes: HashMap<Ino, Node>,
     next_ino: Ino,
+    /// The first blob an open found missing from the CAS.
+    missing: Option<crate::digest::Digest>,
+    /// Whether missing blobs are expected to be found at open (the stage did not check them
+    /// up front, and its owner asks [`Model::missing`]): then they are not logged as errors.
+    lazy: bool,
 }
 
 impl Model {
     /// The stage of `tree`, owned by `owner`, writing into `scratch`.
-    pub fn new(tree: Arc<Tree>, store: Store, scratch: Scratch, owner: Owner) -> Self {
+    pub fn new(tree: Arc<Tree>, store: Store, scratch: Scratch, owner: Owner, lazy: bool) -> Self {
         let attrs = Attrs::of_directory(owner);
         let time = mtime(attrs.mtime);
         let root = Node {
@@ -50,7 +55,13 @@ impl Model {
             lookups: 1,
             opens: 0,
         };
-        Self { tree, store, scratch, owner, nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT + 1 }
+        let nodes = HashMap::from([(ROOT, root)]);
+        Self { tree, store, scratch, owner, nodes, next_ino: ROOT + 1, missing: None, lazy }
+    }
+
+    /// The first blob the action found missing from the CAS (its open failed with EIO).
+    pub fn missing(&self) -> Option<crate::digest::Digest> {
+        self.missing
     }
 
     pub fn node(&self, ino: Ino) -> Result<&Node, Errno> {
@@ -243,17 +254,23 @@ impl Model {
     }
 
     /// Opens what a file's bytes are read from: its CAS object or its scratch file.
-    pub fn open_content(&self, ino: Ino) -> Result<(File, Content), Errno> {
+    pub fn open_content(&mut self, ino: Ino) -> Result<(File, Content), Errno> {
         let content = match &self.node(ino)?.kind {
             Kind::File(content) => *content,
             Kind::Dir(_) => return Err(Errno::EISDIR),
             _ => return Err(Errno::EINVAL),
         };
         let file = match content {
-            Content::Cas(digest) => self.store.open_blob(&digest).map_err(|error| {
-                tracing::error!(ino, %digest, %error, "a staged file's blob is missing from the CAS");
-                Errno::EIO
-            })?,
+            Content::Cas(digest) => match self.store.open_blob(&digest) {
+                Ok(file) => file,
+                Err(error) => {
+                    if !self.lazy {
+                        tracing::error!(ino, %digest, %error, "a staged file's blob is missing from the CAS");
+                    }
+                    self.missing.get_or_insert(digest);
+                    return Err(Errno::EIO);
+                }
+            },
             Content::Scratch => self.scratch.open_file(ino).map_err(io_errno)?,
         };
         Ok((file, content))
