@@ -322,9 +322,10 @@ class Daemon:
         directory.ParseFromString(self.read_blob(digest))
         return directory
 
-    def stage(self, root_digest):
-        """Opens a StageTree stream and stages `root_digest`; returns the open Stage."""
-        return Stage(self, root_digest)
+    def stage(self, root_digest, mode=None):
+        """Opens a StageTree stream and stages `root_digest` (in StagingMode `mode`, default
+        DEFAULT); returns the open Stage."""
+        return Stage(self, root_digest, mode)
 
     def disk_usage(self):
         return self.local_cas.GetLocalDiskUsage(local_cas_pb2.GetLocalDiskUsageRequest(), timeout=10)
@@ -333,12 +334,15 @@ class Daemon:
 class Stage:
     """An open StageTree stream: staged at `path` until `unstage()` or the stream closes."""
 
-    def __init__(self, daemon, root_digest):
+    def __init__(self, daemon, root_digest, mode=None):
         self.requests = queue.Queue()
         # Keep the response iterator referenced: dropping it cancels the call, and the daemon
         # then unstages.
         self.responses = daemon.local_cas.StageTree(iter(self.requests.get, None), timeout=300)
-        self.requests.put(local_cas_pb2.StageTreeRequest(root_digest=root_digest))
+        request = local_cas_pb2.StageTreeRequest(root_digest=root_digest)
+        if mode is not None:
+            request.staging_mode = mode
+        self.requests.put(request)
         self.path = next(self.responses).path
 
     def unstage(self):
