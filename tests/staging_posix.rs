@@ -59,6 +59,16 @@ const OVERLAY_DEVIATIONS: &[(&str, &str)] = &[
     ("a shared mapping made before a write sees it", "w/mapped"),
 ];
 
+/// Every check that fails on a FUSE stage with passthrough (root, Linux 6.9+): a descriptor
+/// opened read-only on a staged file before its first write is passed through to the CAS
+/// object (so that every stage of a blob shares its page cache), and the kernel lets an inode
+/// keep only that backing file while it is open: such a descriptor, or a mapping made through
+/// it, goes on seeing the staged bytes. Opens after the write see it (`fuse/handles.rs`).
+const FUSE_DEVIATIONS: &[(&str, &str)] = &[
+    ("read through a descriptor opened before the writes", "w/reader"),
+    ("a shared mapping made before a write sees it", "w/mapped"),
+];
+
 /// Stages the fixture with `mode`, checks the stage with `expect_stage`, runs the battery on it
 /// (`known` lists the checks known to fail, `known_staged` those of them that fail on a fresh
 /// stage), then checks that the CAS objects are intact and that a fresh stage of the same tree
@@ -171,13 +181,12 @@ fn the_battery_passes_on_a_fuse_stage() {
         Cleaning::new,
         StagingMode::Fuse,
         |staged| {
-            // By name: `Method::Fuse` comes with the FUSE stager.
             assert_eq!(staged.method, Method::Fuse);
             let (fstype, source) = mount_at(&staged.dir).expect("a mount at the stage");
             assert_eq!(fstype, "fuse.rebox");
             assert!(source.starts_with("rebox-stage:"), "mount source {source}");
         },
-        &[],
+        FUSE_DEVIATIONS,
         &[],
     );
 }

@@ -138,23 +138,25 @@ impl StageFs {
         let file = Arc::new(file);
         let scratch = content == Content::Scratch;
         let mut handles = self.0.handles();
-        let io = if self.0.passthrough() { handles.io_for(ino, scratch) } else { Io::Cached };
-        let backing = match io {
-            Io::Passthrough(id) => Some(id),
+        // A staged file's bytes never change until copied up: its page cache stays valid.
+        let cached = if scratch { FopenFlags::empty() } else { FopenFlags::FOPEN_KEEP_CACHE };
+        if !self.0.passthrough() {
+            return (handles.add(ino, file, scratch, None), None, cached);
+        }
+        let (backing, flags) = match handles.io_for(ino, scratch) {
+            Io::Passthrough(id) => (id, FopenFlags::empty()),
+            Io::Direct(id) => (id, FopenFlags::FOPEN_DIRECT_IO),
             Io::Register => match register(&file) {
-                Ok(id) => Some(Arc::new(id)),
+                Ok(id) => (Arc::new(id), FopenFlags::empty()),
                 Err(error) => {
+                    // Not passed through (nor, then, any open of this inode while this lasts).
                     tracing::warn!(%error, "cannot pass file I/O through to the kernel; serving it instead");
-                    None
+                    return (handles.add(ino, file, scratch, None), None, cached);
                 }
             },
-            Io::Cached => None,
         };
-        let fh = handles.add(ino, file, scratch, backing.clone());
-        // A staged file's bytes never change until copied up: its page cache stays valid.
-        let flags = if scratch { FopenFlags::empty() } else { FopenFlags::FOPEN_KEEP_CACHE };
-        let flags = if backing.is_some() { FopenFlags::empty() } else { flags };
-        (fh, backing, flags)
+        let fh = handles.add(ino, file, scratch, Some(backing.clone()));
+        (fh, Some(backing), flags)
     }
 
     /// The file `fh` reads and writes: the inode's scratch file once there is one.

@@ -1,13 +1,15 @@
 //! Open files of a FUSE stage, and their passthrough backing files.
 //!
-//! With FUSE passthrough (Linux 6.9+, the daemon root), a file the action wrote is handed to
-//! the kernel with its scratch file as backing file, and its reads and writes never reach the
-//! daemon. Staged files still as staged are served by the daemon into the page cache, which
-//! keeps them across opens: their bytes never change, and an inode once opened through a
-//! passthrough backing file must keep that one backing file (of the kernel's rules) while
-//! any open lasts, which a read-only CAS object could not be once a writer comes. The kernel
-//! also refuses to mix passthrough and cached opens of one inode, so an inode with cached
-//! opens live gets cached opens only, until they are all closed.
+//! With FUSE passthrough (Linux 6.9+, the daemon root), an open file is handed to the kernel
+//! with a backing file, the CAS object or (once written) the scratch file, and its reads, writes
+//! and mappings never reach the daemon; a staged file's pages are then the CAS object's, shared
+//! by every stage of it. The kernel wants one backing file per inode while any open lasts, so a
+//! second open of an inode reuses the first's. A staged file copied up while readers still have
+//! its CAS object as backing gets its later opens as direct I/O served by the daemon from the
+//! scratch file (same backing id, as the kernel requires): those see every write, while the
+//! earlier descriptors go on reading the staged bytes until closed (the one place a FUSE stage
+//! is not POSIX, as overlayfs was before Linux 4.19). Without passthrough every open is served
+//! by the daemon, from the inode's current content, into a page cache kept across opens.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,14 +27,16 @@ pub struct Handle {
     /// scratch file.
     pub file: Arc<File>,
     pub scratch: bool,
-    /// Whether it was opened with a backing file (its I/O never reaches the daemon).
-    pub passthrough: bool,
+    /// Whether it holds a use of the inode's backing file.
+    pub backed: bool,
 }
 
-/// The passthrough backing file (the scratch file) of one inode.
+/// The passthrough backing file of one inode.
 #[derive(Debug)]
 struct Backing {
     id: Arc<BackingId>,
+    /// Whether it is the scratch file (else the CAS object).
+    scratch: bool,
     users: u32,
 }
 
@@ -41,44 +45,39 @@ struct Backing {
 pub struct Handles {
     open: HashMap<u64, Handle>,
     backings: HashMap<Ino, Backing>,
-    /// Open handles served by the daemon, by inode.
-    cached: HashMap<Ino, u32>,
     next: u64,
 }
 
-/// How an open's I/O is done.
+/// How an open's I/O is done, with passthrough available.
 #[derive(Debug)]
 pub enum Io {
-    /// Passed through to this backing file, registered already.
+    /// Passed through to the inode's backing file, registered already.
     Passthrough(Arc<BackingId>),
-    /// Passed through to a backing file to register now.
+    /// Passed through to this open's file, to register as the inode's backing file now.
     Register,
-    /// Served by the daemon.
-    Cached,
+    /// Served by the daemon (direct I/O) from the scratch file, naming the inode's backing
+    /// file (still the CAS object, for earlier opens), as the kernel requires.
+    Direct(Arc<BackingId>),
 }
 
 impl Handles {
-    /// How to open `ino`: only the scratch file of an inode with no cached opens live may be
-    /// passed through.
+    /// How to open `ino`, whose content is the scratch file or still the CAS object.
     pub fn io_for(&self, ino: Ino, scratch: bool) -> Io {
-        if !scratch || self.cached.get(&ino).is_some_and(|&n| n > 0) {
-            return Io::Cached;
-        }
         match self.backings.get(&ino) {
-            Some(backing) => Io::Passthrough(backing.id.clone()),
+            Some(backing) if backing.scratch == scratch => Io::Passthrough(backing.id.clone()),
+            Some(backing) => Io::Direct(backing.id.clone()),
             None => Io::Register,
         }
     }
 
-    /// Records an open; `backing` is the passthrough backing file it uses, if any.
+    /// Records an open; `backing` is the inode's backing file it holds a use of, if any.
     pub fn add(&mut self, ino: Ino, file: Arc<File>, scratch: bool, backing: Option<Arc<BackingId>>) -> u64 {
-        let passthrough = backing.is_some();
-        match backing {
-            Some(id) => self.backings.entry(ino).or_insert(Backing { id, users: 0 }).users += 1,
-            None => *self.cached.entry(ino).or_default() += 1,
+        let backed = backing.is_some();
+        if let Some(id) = backing {
+            self.backings.entry(ino).or_insert(Backing { id, scratch, users: 0 }).users += 1;
         }
         self.next += 1;
-        self.open.insert(self.next, Handle { ino, file, scratch, passthrough });
+        self.open.insert(self.next, Handle { ino, file, scratch, backed });
         self.next
     }
 
@@ -99,17 +98,12 @@ impl Handles {
     pub fn remove(&mut self, fh: u64) -> Option<Ino> {
         let handle = self.open.remove(&fh)?;
         let ino = handle.ino;
-        if handle.passthrough {
-            if let Some(backing) = self.backings.get_mut(&ino) {
-                backing.users -= 1;
-                if backing.users == 0 {
-                    self.backings.remove(&ino);
-                }
-            }
-        } else if let Some(count) = self.cached.get_mut(&ino) {
-            *count -= 1;
-            if *count == 0 {
-                self.cached.remove(&ino);
+        if handle.backed
+            && let Some(backing) = self.backings.get_mut(&ino)
+        {
+            backing.users -= 1;
+            if backing.users == 0 {
+                self.backings.remove(&ino);
             }
         }
         Some(ino)
