@@ -28,7 +28,13 @@ pub struct Prepared {
     files: std::sync::OnceLock<Vec<Digest>>,
     /// The store's removal count when all of `files` were last found present (`u64::MAX`: never).
     present_at: std::sync::atomic::AtomicU64,
+    /// When `files` were last marked used, in seconds since the epoch (0: never).
+    used_at: std::sync::atomic::AtomicU64,
 }
+
+/// Files of a tree staged again within this many seconds are not marked used again: the LRU
+/// order needs no finer grain (as the store's own touches), and marking 20,000 costs ms.
+pub const USE_GRANULARITY: u64 = 60;
 
 impl Prepared {
     /// Wraps a validated tree and its plan.
@@ -41,7 +47,24 @@ impl Prepared {
             entries,
             files: std::sync::OnceLock::new(),
             present_at: std::sync::atomic::AtomicU64::new(u64::MAX),
+            used_at: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Whether the files are due to be marked used at `now` (seconds since the epoch); if so,
+    /// records that they are marked now.
+    pub fn take_use_due(&self, now: u64) -> bool {
+        let last = self.used_at.load(std::sync::atomic::Ordering::Relaxed);
+        now.saturating_sub(last) >= USE_GRANULARITY
+            && self
+                .used_at
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
     }
 
     /// The tree's distinct file digests.
@@ -122,6 +145,18 @@ impl TreeCache {
 mod tests {
     use super::*;
     use crate::digest::DigestFunction;
+
+    #[test]
+    fn a_trees_files_are_marked_used_at_most_once_a_minute() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::open(store_dir.path(), DigestFunction::Sha256).unwrap();
+        let root = store.put_bytes(&reapi::Directory::default().encode_to_vec()).unwrap();
+        let prepared = Prepared::new(Tree::read(&store, &root).unwrap(), Vec::new());
+        assert!(prepared.take_use_due(1_000));
+        assert!(!prepared.take_use_due(1_000 + USE_GRANULARITY - 1));
+        assert!(prepared.take_use_due(1_000 + USE_GRANULARITY));
+        assert!(!prepared.take_use_due(1_000 + USE_GRANULARITY));
+    }
     use crate::proto::build::bazel::remote::execution::v2 as reapi;
     use crate::store::Store;
     use prost::Message;

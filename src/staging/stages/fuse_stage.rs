@@ -138,7 +138,10 @@ impl Stages {
         }
         let removals = store.removals();
         if prepared.present_at(removals) {
-            store.mark_used(prepared.files());
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            if prepared.take_use_due(now.as_secs()) {
+                store.mark_used(prepared.files());
+            }
             return Ok(());
         }
         check_properties(&prepared.tree, Owner::current())?;
