@@ -29,17 +29,9 @@ fn fuse(root: Digest) -> StageRequest {
     StageRequest { root, path: None, credentials: None, mode: StagingMode::Fuse }
 }
 
-fn skipped() -> bool {
-    let usable = is_root() && fs::File::options().read(true).write(true).open("/dev/fuse").is_ok();
-    if !usable {
-        eprintln!("skipped: needs root and /dev/fuse");
-    }
-    !usable
-}
-
 #[test]
 fn a_fuse_stage_shows_the_tree_with_its_modes_mtimes_owners_and_contents() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     let (_tmp, store) = store();
@@ -109,7 +101,7 @@ fn a_fuse_stage_shows_the_tree_with_its_modes_mtimes_owners_and_contents() {
 
 #[test]
 fn writes_through_the_mount_never_reach_the_cas() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     let (_tmp, store) = store();
@@ -180,7 +172,7 @@ fn writes_through_the_mount_never_reach_the_cas() {
 /// stage is not POSIX.
 #[test]
 fn a_staged_file_open_for_reading_can_be_written_and_later_opens_see_it() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     let (_tmp, store) = store();
@@ -212,7 +204,7 @@ fn a_staged_file_open_for_reading_can_be_written_and_later_opens_see_it() {
 /// opened (as the earlier test: that one reader goes on reading the staged bytes).
 #[test]
 fn truncating_an_open_staged_file_by_path_changes_it_for_every_later_open() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     let (_tmp, store) = store();
@@ -233,7 +225,7 @@ fn truncating_an_open_staged_file_by_path_changes_it_for_every_later_open() {
 
 #[test]
 fn subtree_read_only_gives_erofs_and_false_below_it_is_writable() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     let (_tmp, store) = store();
@@ -287,7 +279,7 @@ fn subtree_read_only_gives_erofs_and_false_below_it_is_writable() {
 /// would re-encode it, and give another digest).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capture_takes_untouched_files_and_directories_without_reading_them() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     let (_tmp, store) = store();
@@ -371,7 +363,7 @@ async fn capture_takes_untouched_files_and_directories_without_reading_them() {
 /// staged directory taken as known, whatever the encoding its message was staged with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_captured_tree_holds_the_message_of_each_known_directory() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     let (_tmp, store) = store();
@@ -404,7 +396,7 @@ async fn a_captured_tree_holds_the_message_of_each_known_directory() {
 async fn beyond_the_limit_of_live_fuse_stages_staging_is_refused_until_one_goes() {
     use rebox::proto::build::buildgrid::stage_tree_request::StagingMode as ProtoMode;
     use tokio_stream::wrappers::ReceiverStream;
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     let (_tmp, store) = store();
@@ -451,7 +443,7 @@ async fn beyond_the_limit_of_live_fuse_stages_staging_is_refused_until_one_goes(
 /// The limit holds when stages are asked for at once, not only one after another.
 #[test]
 fn the_limit_of_live_fuse_stages_holds_for_concurrent_requests() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     let (_tmp, store) = store();
@@ -478,7 +470,7 @@ fn the_limit_of_live_fuse_stages_holds_for_concurrent_requests() {
 
 #[test]
 fn unstaging_unmounts_and_removes_the_stage_and_its_scratch() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     let (tmp, store) = store();
@@ -530,7 +522,7 @@ fn unstaging_unmounts_and_removes_the_stage_and_its_scratch() {
 
 #[test]
 fn concurrent_stages_of_one_tree_are_correct_and_independent() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     let (_tmp, store) = store();

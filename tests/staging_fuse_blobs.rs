@@ -30,17 +30,9 @@ fn tree_with_an_absent_blob(store: &rebox::store::Store) -> rebox::digest::Diges
     put_dir(store, &root)
 }
 
-fn usable() -> bool {
-    let usable = is_root() && fs::File::options().read(true).write(true).open("/dev/fuse").is_ok();
-    if !usable {
-        eprintln!("skipped: needs root and /dev/fuse");
-    }
-    usable
-}
-
 #[test]
 fn a_missing_blob_refuses_the_stage_unless_checked_lazily() {
-    if !usable() {
+    if fuse_skipped() {
         return;
     }
     let (_tmp, store) = store();

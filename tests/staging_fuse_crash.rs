@@ -23,20 +23,12 @@ use rebox::proto::build::buildgrid::{StageTreeRequest, StageTreeResponse};
 use rebox::staging::FUSE_FSTYPE;
 use rebox::store::Store;
 use rebox::tree::to_proto;
-use staging_support::{dir, file, is_root, put_dir, read_only};
+use staging_support::{dir, file, fuse_skipped, put_dir, read_only};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::Channel;
-
-fn skipped() -> bool {
-    let usable = is_root() && fs::File::options().read(true).write(true).open("/dev/fuse").is_ok();
-    if !usable {
-        eprintln!("skipped: needs root and /dev/fuse");
-    }
-    !usable
-}
 
 /// A cache dir holding the sample tree and a tree with read-only parts (stored before any
 /// daemon starts), and where a daemon on it listens.
@@ -138,7 +130,7 @@ impl Drop for DetachOnDrop {
 
 #[test]
 fn a_killed_daemons_fuse_stages_are_removed_by_the_next_one() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     killed_then_restarted(Duration::ZERO);
@@ -149,7 +141,7 @@ fn a_killed_daemons_fuse_stages_are_removed_by_the_next_one() {
 /// the dead daemon, and fails with ENOTCONN.
 #[test]
 fn a_daemon_killed_a_while_ago_has_its_fuse_stages_removed_too() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     killed_then_restarted(Duration::from_secs(62));
@@ -221,7 +213,7 @@ fn killed_then_restarted(wait: Duration) {
 
 #[test]
 fn sigterm_unstages_every_fuse_stage_and_exits_cleanly() {
-    if skipped() {
+    if fuse_skipped() {
         return;
     }
     let cache = Cache::new();

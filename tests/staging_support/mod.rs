@@ -86,6 +86,15 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Whether FUSE stages can't be tested here (they need root and /dev/fuse); says so if not.
+pub fn fuse_skipped() -> bool {
+    let usable = is_root() && std::fs::File::options().read(true).write(true).open("/dev/fuse").is_ok();
+    if !usable {
+        eprintln!("skipped: needs root and /dev/fuse");
+    }
+    !usable
+}
+
 /// [`Stages`](rebox::staging::Stages) that unstage everything when dropped, so that a failing
 /// test (which unwinds) leaves no mount behind.
 #[derive(Debug)]

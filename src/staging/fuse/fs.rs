@@ -160,7 +160,7 @@ impl StageFs {
     }
 
     /// The file `fh` reads and writes: the inode's scratch file once there is one.
-    fn handle_file(&self, fh: FileHandle) -> Result<Arc<File>, Errno> {
+    fn handle(&self, fh: FileHandle) -> Result<Arc<File>, Errno> {
         let (ino, file, scratch) = self.0.handles().get(fh.0).ok_or(Errno::EBADF)?;
         if scratch {
             return Ok(file);
@@ -175,13 +175,6 @@ impl StageFs {
             }
             _ => Ok(file),
         }
-    }
-
-    fn handle(&self, fh: FileHandle) -> Result<(Ino, Arc<File>), Errno> {
-        self.handle_file(fh).and_then(|file| {
-            let ino = self.0.handles().get(fh.0).ok_or(Errno::EBADF)?.0;
-            Ok((ino, file))
-        })
     }
 }
 
@@ -240,7 +233,7 @@ impl Filesystem for StageFs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        fh: Option<FileHandle>,
+        _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
@@ -248,13 +241,8 @@ impl Filesystem for StageFs {
         reply: ReplyAttr,
     ) {
         let change = Change { mode, uid, gid, size, atime: time(atime), mtime: time(mtime) };
-        // A handle open on the scratch file truncates through that file.
-        let open = fh.and_then(|fh| self.handle(fh).ok()).map(|(_, file)| file);
         let mut model = self.0.model();
-        let open = open.filter(|_| {
-            matches!(model.node(ino.0).map(|n| &n.kind), Ok(super::node::Kind::File(Content::Scratch)))
-        });
-        match model.set_attr(ino.0, change, open.as_deref()).and_then(|()| model.attr(ino.0)) {
+        match model.set_attr(ino.0, change).and_then(|()| model.attr(ino.0)) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(errno(e)),
         }
@@ -387,7 +375,7 @@ impl Filesystem for StageFs {
         reply: ReplyData,
     ) {
         let file = match self.handle(fh) {
-            Ok((_, file)) => file,
+            Ok(file) => file,
             Err(e) => return reply.error(errno(e)),
         };
         let mut buffer = vec![0; size as usize];
@@ -415,7 +403,7 @@ impl Filesystem for StageFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let written = self.handle(fh).and_then(|(_, file)| file.write_all_at(data, offset).map_err(io_errno));
+        let written = self.handle(fh).and_then(|file| file.write_all_at(data, offset).map_err(io_errno));
         match written {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(errno(e)),
@@ -539,7 +527,7 @@ impl Filesystem for StageFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let done = self.handle(fh).and_then(|(_, file)| {
+        let done = self.handle(fh).and_then(|file| {
             let mode = nix::fcntl::FallocateFlags::from_bits_truncate(mode);
             nix::fcntl::fallocate(file.as_fd(), mode, offset as i64, length as i64)
         });
@@ -565,7 +553,7 @@ impl Filesystem for StageFs {
             libc::SEEK_CUR => nix::unistd::Whence::SeekCur,
             _ => nix::unistd::Whence::SeekSet,
         };
-        let found = self.handle(fh).and_then(|(_, file)| nix::unistd::lseek(file.as_fd(), offset, whence));
+        let found = self.handle(fh).and_then(|file| nix::unistd::lseek(file.as_fd(), offset, whence));
         match found {
             Ok(position) => reply.offset(position),
             Err(e) => reply.error(errno(e)),

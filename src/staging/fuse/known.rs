@@ -12,7 +12,7 @@ use prost::Message;
 
 use super::fs::Shared;
 use super::node::{Content, Dir, Kind};
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestFunction};
 use crate::proto::build::bazel::remote::execution::v2 as reapi;
 use crate::staging::build::parse_digest;
 use crate::tree::Tree;
@@ -69,14 +69,16 @@ impl FuseKnown {
         if metadata.dev() != self.device || !metadata.is_dir() {
             return None;
         }
-        let (digest, tree) = {
+        let (digest, tree, function) = {
             let model = self.shared.model();
             match &model.node(metadata.ino()).ok()?.kind {
-                Kind::Dir(Dir { entries: None, source: Some(digest), .. }) => (*digest, model.tree.clone()),
+                Kind::Dir(Dir { entries: None, source: Some(digest), .. }) => {
+                    (*digest, model.tree.clone(), model.store.digest_function())
+                }
                 _ => return None,
             }
         };
-        if !self.is_plain(&tree, &digest) {
+        if !self.is_plain(&tree, function, &digest) {
             return None;
         }
         let mut subtree = Subtree { digest, directories: Vec::new(), files: Vec::new() };
@@ -84,14 +86,13 @@ impl FuseKnown {
         Some(subtree)
     }
 
-    fn is_plain(&self, tree: &Tree, digest: &Digest) -> bool {
+    fn is_plain(&self, tree: &Tree, function: DigestFunction, digest: &Digest) -> bool {
         if let Some(&plain) = self.plain.lock().unwrap_or_else(|p| p.into_inner()).get(digest) {
             return plain;
         }
         let Some(directory) = tree.directory(digest) else { return false };
         // Capture re-encodes the messages it records: a staged message in another encoding
         // (unknown fields, say) would be recorded under another digest.
-        let function = self.shared.model().store.digest_function();
         let plain = function.hash_bytes(&directory.encode_to_vec()) == *digest
             && directory.node_properties.is_none()
             && directory.files.iter().all(|f| f.node_properties.is_none())
@@ -99,7 +100,7 @@ impl FuseKnown {
             && directory
                 .directories
                 .iter()
-                .all(|d| parse_digest(d.digest.as_ref()).is_some_and(|d| self.is_plain(tree, &d)));
+                .all(|d| parse_digest(d.digest.as_ref()).is_some_and(|d| self.is_plain(tree, function, &d)));
         self.plain.lock().unwrap_or_else(|p| p.into_inner()).insert(*digest, plain);
         plain
     }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use nix::errno::Errno;
 
@@ -181,8 +181,7 @@ impl Model {
         match &node.kind {
             Kind::File(Content::Cas(digest)) => size = digest.size(),
             Kind::File(Content::Scratch) => {
-                let stat =
-                    self.scratch.stat(ino).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(5)))?;
+                let stat = self.scratch.stat(ino).map_err(io_errno)?;
                 size = stat.st_size as u64;
                 blocks = Some(stat.st_blocks as u64);
                 atime = system_time(stat.st_atime, stat.st_atime_nsec);
@@ -318,9 +317,5 @@ pub(super) fn io_errno(error: std::io::Error) -> Errno {
 }
 
 fn mtime(mtime: Mtime) -> SystemTime {
-    if mtime.seconds >= 0 {
-        SystemTime::UNIX_EPOCH + Duration::new(mtime.seconds as u64, mtime.nanos)
-    } else {
-        system_time(mtime.seconds, i64::from(mtime.nanos))
-    }
+    system_time(mtime.seconds, i64::from(mtime.nanos))
 }

@@ -207,17 +207,13 @@ impl Model {
 
     /// Applies a `setattr`: a size change copies a staged file up first (truncating to zero
     /// copies nothing).
-    pub fn set_attr(&mut self, ino: Ino, change: Change, open: Option<&File>) -> Result<(), Errno> {
+    pub fn set_attr(&mut self, ino: Ino, change: Change) -> Result<(), Errno> {
         if let Some(size) = change.size {
             if self.node(ino)?.is_dir() {
                 return Err(Errno::EISDIR);
             }
             self.copy_up(ino, size == 0)?;
-            let result = match open {
-                Some(file) => file.set_len(size),
-                None => self.scratch.open_file(ino).and_then(|file| file.set_len(size)),
-            };
-            result.map_err(io_errno)?;
+            self.scratch.open_file(ino).and_then(|file| file.set_len(size)).map_err(io_errno)?;
         }
         let now = SystemTime::now();
         let scratch = matches!(self.node(ino)?.kind, Kind::File(Content::Scratch));

@@ -76,18 +76,13 @@ impl Stages {
 
     /// Whether FUSE staging can be used here; found out on first use, and said once.
     pub(super) fn fuse_usable(&self) -> bool {
-        let known = lock(&self.inner.fuse).clone();
-        match known {
-            Some(usable) => usable.is_ok(),
-            None => {
-                let usable = match fuse::unavailable(self.inner.sys.as_ref()) {
-                    None => Ok(()),
-                    Some(reason) => Err(reason),
-                };
-                self.note_fuse(usable);
-                self.fuse_usable()
-            }
+        if let Some(known) = &*lock(&self.inner.fuse) {
+            return known.is_ok();
         }
+        let usable = fuse::unavailable(self.inner.sys.as_ref()).map_or(Ok(()), Err);
+        let ok = usable.is_ok();
+        self.note_fuse(usable);
+        ok
     }
 
     fn note_fuse(&self, usable: Result<(), String>) {
