@@ -569,3 +569,27 @@ fn concurrent_stages_of_one_tree_are_correct_and_independent() {
     assert!(dirs.iter().all(|d| is_gone(d) && mounts_under(d).is_empty()));
     assert_eq!(assert_cas_intact(&store), objects);
 }
+
+/// FUSE stages keep no extended attributes: asking gives EOPNOTSUPP (not a hang or EIO), and
+/// files stay writable (the kernel's security.capability lookup before a write gets the same).
+#[test]
+fn extended_attributes_are_not_supported() {
+    if fuse_skipped() {
+        return;
+    }
+    let (_tmp, store) = store();
+    let stages = Cleaning::new(&store);
+    let staged = stages.stage(&fuse(sample_tree(&store))).unwrap();
+    let path =
+        std::ffi::CString::new(staged.dir.join("plain").into_os_string().into_encoded_bytes()).unwrap();
+    let mut value = [0u8; 16];
+    // SAFETY: a NUL-terminated path and name, and a buffer valid for writes of its length.
+    let got = unsafe { libc::lgetxattr(path.as_ptr(), c"user.x".as_ptr(), value.as_mut_ptr().cast(), 16) };
+    assert_eq!((got, nix::errno::Errno::last()), (-1, nix::errno::Errno::EOPNOTSUPP));
+    // SAFETY: as above, with a value valid for reads of its length.
+    let set = unsafe { libc::lsetxattr(path.as_ptr(), c"user.x".as_ptr(), b"v".as_ptr().cast(), 1, 0) };
+    assert_eq!((set, nix::errno::Errno::last()), (-1, nix::errno::Errno::EOPNOTSUPP));
+    OpenOptions::new().append(true).open(staged.dir.join("plain")).unwrap().write_all(b"more").unwrap();
+    stages.unstage(staged.id).unwrap();
+    assert_cas_intact(&store);
+}
