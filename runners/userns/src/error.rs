@@ -58,11 +58,13 @@ pub enum Step {
     Personality,
     /// Executing the command.
     Exec,
+    /// Making the command the foreground process group of the caller's terminal.
+    Foreground,
 }
 
 impl Step {
     /// All steps, for decoding the wire form.
-    const ALL: [Step; 23] = [
+    const ALL: [Step; 24] = [
         Step::IdMap,
         Step::MakePrivate,
         Step::BindRoot,
@@ -86,6 +88,7 @@ impl Step {
         Step::Session,
         Step::Personality,
         Step::Exec,
+        Step::Foreground,
     ];
 
     /// The step whose wire number is `code`.

@@ -5,6 +5,7 @@ use std::ffi::c_int;
 use crate::error::{Failure, Step};
 use crate::plan::ExecPlan;
 use crate::report;
+use crate::terminal::Session;
 
 /// `personality(2)`'s `PER_LINUX32` (not in the libc crate).
 pub(crate) const PER_LINUX32: libc::c_ulong = 0x0008;
@@ -24,13 +25,6 @@ pub(crate) fn run(plan: &ExecPlan, report_fd: c_int) -> ! {
 
 fn prepare(plan: &ExecPlan) -> Result<(), Failure> {
     let errno = || nix::errno::Errno::last();
-    // SAFETY: an empty signal set, then sigprocmask(2) on it: the command starts with no signal
-    // blocked (init blocked them all).
-    unsafe {
-        let mut set = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
     for (target, fd) in plan.stdio.iter().enumerate() {
         if let Some(fd) = *fd {
             // SAFETY: dup2(2) of a descriptor the runner opened (>= 3) onto 0, 1 or 2.
@@ -39,19 +33,39 @@ fn prepare(plan: &ExecPlan) -> Result<(), Failure> {
             }
         }
     }
-    // Without a terminal on stdin, a new session: the caller's terminal (if stdout or stderr
-    // is one) is then not the controlling terminal, and cannot be driven from inside.
-    // SAFETY: setsid(2) takes no argument.
-    if plan.new_session && unsafe { libc::setsid() } < 0 {
-        return Err(Failure::new(Step::Session, 0, errno()));
-    }
+    enter_session(plan.session)?;
     if let Some(persona) = plan.personality {
         // SAFETY: personality(2) with an integer argument.
         if unsafe { libc::personality(persona) } < 0 {
             return Err(Failure::new(Step::Personality, 0, errno()));
         }
     }
+    // SAFETY: an empty signal set, then sigprocmask(2) on it: the command starts with no signal
+    // blocked (init blocked them all).
+    unsafe {
+        let mut set = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
     Ok(())
+}
+
+/// Takes the session `session` says (see [`Session`]). Runs with every signal still blocked:
+/// taking the terminal's foreground from the background would otherwise stop the process with
+/// SIGTTOU.
+fn enter_session(session: Session) -> Result<(), Failure> {
+    let errno = || nix::errno::Errno::last();
+    match session {
+        // SAFETY: setsid(2) takes no argument.
+        Session::New if unsafe { libc::setsid() } < 0 => Err(Failure::new(Step::Session, 0, errno())),
+        Session::Foreground => {
+            // SAFETY: setpgid(2) making this process a group leader, then tcsetpgrp(3) on its
+            // stdin (the caller's terminal, its controlling terminal) with that group.
+            let taken = unsafe { libc::setpgid(0, 0) == 0 && libc::tcsetpgrp(0, libc::getpid()) == 0 };
+            if taken { Ok(()) } else { Err(Failure::new(Step::Foreground, 0, errno())) }
+        }
+        Session::New | Session::Keep => Ok(()),
+    }
 }
 
 /// Tries each candidate as `execvpe` does; returns the shell's exit code when none runs.

@@ -9,8 +9,10 @@
 //!   (`sys`, `sysrq-trigger`...) are read-only, a minimal `/dev`, a tmpfs `/tmp`, the spec's bind
 //!   mounts, and the host's tree detached (`pivot_root`); `/sys` is not mounted;
 //! - the command runs with no capability at all (bounding set included), `no_new_privs`, a
-//!   seccomp filter refusing `TIOCSTI`/`TIOCLINUX`, in a new session unless its stdin is a
-//!   terminal, with exactly the spec's environment;
+//!   seccomp filter refusing `TIOCSTI`/`TIOCLINUX`, with exactly the spec's environment, in a
+//!   new session unless its stdin is a terminal; when it is the caller's terminal and the runner
+//!   its foreground job, the command becomes the foreground job until it ends, and the terminal's
+//!   foreground group and modes are restored then (see `terminal.rs`);
 //! - the first process of the pid namespace is a small init (see `init.rs`) that forwards
 //!   signals to the command and reaps orphans; when the command exits, init kills and reaps
 //!   everything left in the namespace, reports, and exits. `run` returns on that report: no
@@ -60,6 +62,7 @@ mod seccomp;
 mod spawn;
 mod stdio;
 mod sys;
+mod terminal;
 mod wait;
 
 use std::ffi::c_int;
@@ -86,7 +89,9 @@ impl Runner for UsernsRunner {
 
     fn run(&self, spec: &Spec, cancel: &Cancel) -> Result<Completion, UsernsError> {
         let streams = stdio::Streams::open(spec)?;
-        let mut plan = plan::Plan::new(spec, streams.raw(), !streams.stdin_is_tty)?;
+        // Restored when this returns, whatever happened to the sandbox.
+        let (session, _terminal) = terminal::inspect(streams.stdin());
+        let mut plan = plan::Plan::new(spec, streams.raw(), session)?;
         let (report_read, report_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|errno| {
             UsernsError::Host { what: "create the report pipe".to_owned(), source: errno.into() }
         })?;

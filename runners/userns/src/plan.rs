@@ -10,6 +10,7 @@ use rebox_runner_spec::{Personality, Spec};
 use crate::error::{Failure, Step, UsernsError};
 use crate::paths::InsidePath;
 use crate::rootfs::MountPoints;
+use crate::terminal::Session;
 use crate::{dev, procfs};
 
 /// A bind mount of a host path into the sandbox.
@@ -59,8 +60,8 @@ pub(crate) struct ExecPlan {
     pub denied: Vec<u8>,
     /// Descriptors to install as 0, 1, 2 (`None`: inherited).
     pub stdio: [Option<c_int>; 3],
-    /// Whether the command gets its own session (stdin is not a terminal).
-    pub new_session: bool,
+    /// What the command does about its session and the caller's terminal.
+    pub session: Session,
     /// `personality(2)` argument, if not native.
     pub personality: Option<libc::c_ulong>,
 }
@@ -89,11 +90,7 @@ fn c_string(what: &str, bytes: &[u8]) -> Result<CString, UsernsError> {
 impl Plan {
     /// Checks `spec` and prepares it. `stdio` are the descriptors [`crate::stdio`] opened;
     /// `keep_fds` and `report_fd` are filled in once the pipe exists.
-    pub(crate) fn new(
-        spec: &Spec,
-        stdio: [Option<c_int>; 3],
-        new_session: bool,
-    ) -> Result<Self, UsernsError> {
+    pub(crate) fn new(spec: &Spec, stdio: [Option<c_int>; 3], session: Session) -> Result<Self, UsernsError> {
         let invalid = |message: String| UsernsError::InvalidSpec(message);
         let root = std::fs::canonicalize(&spec.root).map_err(|source| UsernsError::Host {
             what: format!("resolve the sandbox root {}", spec.root.display()),
@@ -140,7 +137,7 @@ impl Plan {
             uid_map: format!("{} {euid} 1\n", spec.uid).into_bytes(),
             gid_map: format!("{} {egid} 1\n", spec.gid).into_bytes(),
         };
-        let exec = ExecPlan::new(spec, stdio, new_session)?;
+        let exec = ExecPlan::new(spec, stdio, session)?;
         Ok(Plan {
             ids,
             mounts,
@@ -193,6 +190,7 @@ impl Plan {
             Step::Fork => "fork the command".to_owned(),
             Step::Stdio => format!("redirect fd {item} of the command"),
             Step::Session => "start a session for the command".to_owned(),
+            Step::Foreground => "make the command the terminal's foreground job".to_owned(),
             Step::Personality => "set the 32-bit personality".to_owned(),
             Step::Exec => format!(
                 "execute {}",
@@ -203,7 +201,7 @@ impl Plan {
 }
 
 impl ExecPlan {
-    fn new(spec: &Spec, stdio: [Option<c_int>; 3], new_session: bool) -> Result<Self, UsernsError> {
+    fn new(spec: &Spec, stdio: [Option<c_int>; 3], session: Session) -> Result<Self, UsernsError> {
         let Some(program) = spec.argv.first() else {
             return Err(UsernsError::InvalidSpec("the command (argv) is empty".to_owned()));
         };
@@ -242,7 +240,7 @@ impl ExecPlan {
             not_found: format!("rebox: command '{shown}' not found in the sandbox\n").into_bytes(),
             denied: format!("rebox: command '{shown}': permission denied in the sandbox\n").into_bytes(),
             stdio,
-            new_session,
+            session,
             personality: match spec.personality {
                 Personality::Native => None,
                 Personality::Linux32 => Some(crate::exec::PER_LINUX32),

@@ -1,7 +1,7 @@
 //! Opening the command's standard streams on the host, before the sandbox exists.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use rebox_runner_spec::{Spec, Stdio};
@@ -12,8 +12,6 @@ use crate::error::UsernsError;
 #[derive(Debug)]
 pub(crate) struct Streams {
     pub fds: [Option<OwnedFd>; 3],
-    /// Whether the command's stdin is a terminal (then it keeps the caller's session).
-    pub stdin_is_tty: bool,
 }
 
 impl Streams {
@@ -21,10 +19,17 @@ impl Streams {
         let stdin = open_one(&spec.stdin, "stdin", false)?;
         let stdout = open_one(&spec.stdout, "stdout", true)?;
         let stderr = open_one(&spec.stderr, "stderr", true)?;
-        let stdin_fd = stdin.as_ref().map_or(0, |fd| fd.as_raw_fd());
-        // SAFETY: isatty(3) on a descriptor we hold (or our own stdin).
-        let stdin_is_tty = unsafe { libc::isatty(stdin_fd) } == 1;
-        Ok(Self { fds: [stdin, stdout, stderr], stdin_is_tty })
+        Ok(Self { fds: [stdin, stdout, stderr] })
+    }
+
+    /// The command's stdin: the file opened for it, or the runner's own.
+    pub(crate) fn stdin(&self) -> BorrowedFd<'_> {
+        match &self.fds[0] {
+            Some(fd) => fd.as_fd(),
+            // SAFETY: descriptor 0 is the runner's stdin, never closed by this process; if it
+            // isn't open at all, the calls made on it fail with EBADF.
+            None => unsafe { BorrowedFd::borrow_raw(0) },
+        }
     }
 
     /// The raw descriptors, for the plan.
