@@ -26,6 +26,7 @@ mod embedded;
 mod error;
 mod execute;
 mod fetching;
+pub mod last_failed;
 mod local_cas;
 pub mod materialise;
 pub mod metadata;

@@ -2,7 +2,8 @@
 //! daemon and no setup. The input root is uploaded (`--input-root DIR`, else empty), the action
 //! run, its outputs written into the current directory and its stdout and stderr replayed; a
 //! short summary goes to stderr. A successful result is cached in the store's ActionCache: an
-//! identical second run is a cache hit that runs nothing (unless `--no-cache`).
+//! identical second run is a cache hit that runs nothing (unless `--no-cache`). A failed one is
+//! recorded for `rebox shell --last-failed` ([`last_failed`]).
 //!
 //! Exit status: the command's (124 when its `--timeout` expired); 125 when rebox itself failed.
 
@@ -17,7 +18,7 @@ use rebox_runner_spec::{BindMount, Outcome};
 use rebox_runner_userns::UsernsRunner;
 
 use crate::action::materialise::{Written, materialise};
-use crate::action::{self, ActionError, EmbeddedCas, Mount, RunOptions, TIMEOUT_EXIT_CODE};
+use crate::action::{self, ActionError, EmbeddedCas, Mount, RunOptions, TIMEOUT_EXIT_CODE, last_failed};
 use crate::action_cache::{ActionCache, Lookup};
 use crate::casd::logging::{self, LogLevel};
 use crate::digest::{Digest, DigestFunction};
@@ -114,6 +115,12 @@ fn exec(args: &ExecArgs) -> Result<ExitCode, ActionError> {
         executed => executed?,
     };
     let cacheable = executed.result.exit_code == 0 && executed.outcome != Outcome::TimedOut;
+    if !cacheable {
+        match last_failed::record(&store, &action, &options.mounts, executed.result.exit_code) {
+            Ok(_) => eprintln!("rebox exec: recorded as the last failed action: rebox shell --last-failed"),
+            Err(error) => eprintln!("rebox exec: warning: cannot record the failed action: {error}"),
+        }
+    }
     if cacheable
         && !args.no_cache
         && let Err(error) = cache.put(&action_digest, &executed.result)
