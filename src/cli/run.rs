@@ -16,12 +16,11 @@ use rebox_runner_userns::UsernsRunner;
 
 use crate::action::{
     self, ActionCas, ActionError, CasConnection, EmbeddedCas, FetchingCas, LocalCasClient, Mount, Plan,
-    RunOptions, TIMEOUT_EXIT_CODE,
+    RunOptions, TIMEOUT_EXIT_CODE, last_failed,
 };
 use crate::casd::logging::{self, LogLevel};
 use crate::digest::DigestFunction;
 use crate::grpc::client::unix_socket_path;
-use crate::staging::StagingMode;
 
 /// The buildbox-run version whose command line rebox accepts.
 pub const BUILDBOX_RUN_VERSION: &str = "1.4.25";
@@ -45,7 +44,15 @@ Exit status: 0 when the action ran, whatever its own exit code (that is in the A
 google.rpc.Status DEADLINE_EXCEEDED in execution_metadata.auxiliary_metadata); 128+N when the
 runner was stopped by signal N (SIGTERM, SIGINT: the sandbox is killed and the stage removed);
 1 with one line on stderr when the action could not be run (bad flags or action, missing blobs,
-an unsupported platform property, a sandbox failure).
+an unsupported platform property, a sandbox failure). With --interactive, the command's own exit
+code instead of 0.
+
+When stdin is the caller's terminal (--interactive, or a caller passing its terminal through, as
+`bst shell` does), the command runs in the caller's session as the terminal's foreground job:
+Ctrl-C and Ctrl-Z reach it (a shell has job control), and the terminal's modes and foreground
+group are restored when it ends.
+
+On the embedded store, an action whose command fails is recorded for `rebox shell --last-failed`.
 
 --collect-execution-stats adds a rebox.v1.ExecutionStatistics message (user and system time,
 max RSS, page faults, context switches of the whole sandbox) to auxiliary_metadata.";
@@ -97,6 +104,10 @@ pub struct RunArgs {
     /// Do not store stdout and stderr in the CAS: they go to the files given, or are inherited
     #[arg(long)]
     no_logs_capture: bool,
+    /// For a person at a terminal: stdin, stdout and stderr are the caller's (no logs captured)
+    /// and rebox exits with the command's exit code
+    #[arg(long)]
+    interactive: bool,
     /// Record the sandbox's resource usage in execution_metadata.auxiliary_metadata
     #[arg(long)]
     collect_execution_stats: bool,
@@ -261,23 +272,39 @@ pub fn run(args: RunArgs, program: &str) -> ExitCode {
             let root = args.cas_dir.clone().or_else(super::cas::default_cas_dir).ok_or(RunError::NoCasDir)?;
             Ok::<_, RunError>(EmbeddedCas::open(&root, checked.function)?)
         };
+        // Where a failure is recorded: the embedded store, when it holds the inputs.
+        let mut failures = None;
         let mut cas: Box<dyn ActionCas> = match &args.remote {
             Some(url) if args.disable_localcas => {
                 let remote = CasConnection::connect(url, &args.instance, checked.function)?;
                 Box::new(FetchingCas::new(embedded()?, remote))
             }
             Some(url) => Box::new(LocalCasClient::connect(url, &args.instance, checked.function)?),
-            None => Box::new(embedded()?),
+            None => {
+                let cas = embedded()?;
+                failures = Some(cas.store().clone());
+                Box::new(cas)
+            }
         };
         let executed =
             action::execute(cas.as_mut(), &UsernsRunner::default(), &action, &checked.options, &cancel)?;
         write_result(&checked.action_result, &executed.result.encode_to_vec())?;
+        let failed = executed.result.exit_code != 0 || executed.outcome == Outcome::TimedOut;
+        if let Some(store) = failures.filter(|_| failed) {
+            let mounts = &checked.options.mounts;
+            if let Err(error) = last_failed::record(&store, &action, mounts, executed.result.exit_code) {
+                tracing::warn!(%error, "cannot record the failed action for rebox shell --last-failed");
+            }
+        }
         Ok::<_, RunError>(executed)
     })();
     match executed {
         Ok(executed) if executed.outcome == Outcome::TimedOut => {
             eprintln!("{program}: the action's timeout expired; the sandbox was killed");
             ExitCode::from(TIMEOUT_EXIT_CODE)
+        }
+        Ok(executed) if args.interactive => {
+            ExitCode::from(u8::try_from(executed.result.exit_code).unwrap_or(u8::MAX))
         }
         Ok(_) => ExitCode::SUCCESS,
         Err(RunError::Action(ActionError::Cancelled(signal))) => {
@@ -314,18 +341,11 @@ fn check(args: &RunArgs) -> Result<Checked, RunError> {
             reason: "needs --remote (a CAS server to fetch from and upload to)".into(),
         });
     }
-    let staging_mode = match args.staging_mode.as_str() {
-        "default" => StagingMode::Default,
-        "copy-or-link" => StagingMode::CopyOrLink,
-        "fuse" => StagingMode::Fuse,
-        other => {
-            return Err(RunError::BadFlag {
-                flag: "--staging-mode",
-                value: other.into(),
-                reason: "must be fuse, copy-or-link or default".into(),
-            });
-        }
-    };
+    let staging_mode = args.staging_mode.parse().map_err(|reason| RunError::BadFlag {
+        flag: "--staging-mode",
+        value: args.staging_mode.clone(),
+        reason,
+    })?;
     let remote_apis_socket = match &args.remote {
         Some(url) if url.starts_with("http://") || url.starts_with("https://") => None,
         Some(url) => Some(unix_socket_path(url).ok_or_else(|| RunError::BadFlag {
@@ -346,7 +366,7 @@ fn check(args: &RunArgs) -> Result<Checked, RunError> {
         mounts,
         stdout_file: args.stdout_file.clone(),
         stderr_file: args.stderr_file.clone(),
-        capture_logs: !args.no_logs_capture,
+        capture_logs: !args.no_logs_capture && !args.interactive,
         collect_stats: args.collect_execution_stats,
         remote_apis_socket: remote_apis_socket.map(|p| std::path::absolute(&p).unwrap_or(p)),
         staging_mode,

@@ -18,9 +18,22 @@ pub enum StagingMode {
     Default,
     /// Copies or hardlinks from the local cache.
     CopyOrLink,
-    /// A FUSE filesystem: not available yet (issue #5); staged like the others, which give the
-    /// same guarantees (writable, the CAS untouchable), with a log line.
+    /// A FUSE filesystem serving the tree lazily (the overlay where `/dev/fuse` can't be used).
     Fuse,
+}
+
+impl std::str::FromStr for StagingMode {
+    type Err = String;
+
+    /// The names `--staging-mode` takes, as buildbox-run spells them.
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "default" => Ok(StagingMode::Default),
+            "copy-or-link" => Ok(StagingMode::CopyOrLink),
+            "fuse" => Ok(StagingMode::Fuse),
+            _ => Err("must be fuse, copy-or-link or default".to_owned()),
+        }
+    }
 }
 
 /// What to stage, and where.

@@ -31,7 +31,7 @@ pub fn rebox() -> &'static Path {
 /// The busybox applets an input root gets as `/bin/NAME` symlinks.
 const APPLETS: &[&str] = &[
     "sh", "env", "cat", "echo", "sleep", "mkdir", "ln", "id", "pwd", "true", "uname", "hostname", "ls",
-    "kill",
+    "kill", "stty", "tty",
 ];
 
 /// Fills `dir` as an input root: `/bin/busybox` (static) and its applets.

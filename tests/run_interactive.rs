@@ -1,0 +1,130 @@
+//! `rebox run --interactive`, and `rebox run` handed the caller's terminal as `bst shell` hands it
+//! (`--bind-mount=/dev:/dev`): the shell in the sandbox gets the terminal with job control, and
+//! the caller gets it back as it was.
+
+mod pty_support;
+mod run_support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use prost::Message;
+use pty_support::Terminal;
+use rebox::proto::build::bazel::remote::execution::v2 as reapi;
+use run_support::{Cas, Kind, Spec, busybox_root, rebox, store_action};
+
+/// Runs its arguments the way a non-interactive caller (BuildStream, a script) does, in its own
+/// process group, then reports what it finds of its terminal: the modes unchanged, the exit
+/// status, and whether it can still read from the terminal (it can't when left in the
+/// background: the read fails).
+pub const CALLER: &str = r#"
+before=$(stty -g)
+"$@"
+rc=$?
+if [ "$(stty -g)" = "$before" ]; then echo CALLER-MODES-SAME; else echo CALLER-MODES-CHANGED; fi
+echo "CALLER-RC=$rc"
+if read line; then echo "CALLER-READ:$line"; else echo CALLER-CANNOT-READ; fi
+"#;
+
+/// The caller running `args`, on a new terminal.
+pub fn caller(args: &[String]) -> Terminal {
+    let mut command = Command::new("/bin/sh");
+    command.arg("-c").arg(CALLER).arg("caller").args(args);
+    Terminal::spawn(command)
+}
+
+/// An interactive busybox shell as the action, prompting `box$ `.
+fn shell_action(cas: &Cas) -> std::path::PathBuf {
+    let root = tempfile::tempdir().unwrap();
+    busybox_root(root.path());
+    let mut spec = Spec::new(&["sh"]);
+    spec.env("PS1", "box$ ");
+    store_action(cas, root.path(), &spec)
+}
+
+#[test]
+fn a_shell_gets_the_terminal_with_job_control_and_the_caller_gets_it_back() {
+    let cas = Cas::new(Kind::Embedded);
+    let action = shell_action(&cas);
+    let mut args = vec![rebox().display().to_string(), "run".into()];
+    args.extend(cas.flags());
+    args.extend([
+        "--interactive".into(),
+        // As BuildStream sends it for `bst shell`.
+        "--bind-mount=/dev:/dev".into(),
+        format!("--action={}", action.display()),
+        format!("--action-result={}.result", action.display()),
+    ]);
+    let mut terminal = caller(&args);
+    terminal.expect("box$ ");
+    terminal.send("tty; echo $((6*7))\n");
+    terminal.expect("/dev/pts/");
+    terminal.expect("42");
+
+    // A foreground job gets Ctrl-C; the shell (and the runner) live on.
+    terminal.send("echo sleeping-$((1+1)); sleep 100\n");
+    terminal.expect("sleeping-2");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    terminal.send("\x03");
+    terminal.expect("box$ ");
+    terminal.send("echo alive-$((1+2))\n");
+    terminal.expect("alive-3");
+
+    // The command leaves the terminal without echo and line editing; the runner restores it.
+    terminal.send("stty -echo -icanon; exit 7\n");
+    terminal.expect("CALLER-MODES-SAME");
+    terminal.expect("CALLER-RC=7");
+    terminal.send("hello\n");
+    terminal.expect("CALLER-READ:hello");
+    assert!(terminal.wait().success());
+    let result = std::fs::read(format!("{}.result", action.display())).unwrap();
+    let result = reapi::ActionResult::decode(result.as_slice()).unwrap();
+    assert_eq!(result.exit_code, 7);
+}
+
+#[test]
+fn without_a_terminal_interactive_is_a_plain_run_with_stdin_passed_through() {
+    let cas = Cas::new(Kind::Embedded);
+    let action = shell_action(&cas);
+    let mut child = Command::new(rebox())
+        .arg("run")
+        .args(cas.flags())
+        .arg("--interactive")
+        .arg(format!("--action={}", action.display()))
+        .arg(format!("--action-result={}.result", action.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"echo from-$((2*3)); exit 4\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "from-6\n", "{stderr}");
+}
+
+#[test]
+fn ctrl_c_reaches_a_foreground_command_and_not_the_runner() {
+    let cas = Cas::new(Kind::Embedded);
+    let root = tempfile::tempdir().unwrap();
+    busybox_root(root.path());
+    let action = store_action(&cas, root.path(), &Spec::sh("echo started-$((3*3)); exec sleep 100"));
+    let result_path = format!("{}.result", action.display());
+    let mut args = vec![rebox().display().to_string(), "run".into()];
+    args.extend(cas.flags());
+    args.extend(["--interactive".into(), format!("--action={}", action.display())]);
+    args.push(format!("--action-result={result_path}"));
+    let mut terminal = caller(&args);
+    terminal.expect("started-9");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    terminal.send("\x03");
+    // The command died of SIGINT and the runner, untouched, wrote its result: a runner that got
+    // the SIGINT too would have been cancelled, with no result (and the caller interrupted).
+    terminal.expect("CALLER-RC=130");
+    terminal.send("more\n");
+    terminal.expect("CALLER-READ:more");
+    assert!(terminal.wait().success());
+    let result = reapi::ActionResult::decode(std::fs::read(&result_path).unwrap().as_slice()).unwrap();
+    assert_eq!(result.exit_code, 128 + libc::SIGINT);
+}
