@@ -13,6 +13,12 @@ pub enum ActionError {
     /// The Action or Command is malformed or asks for something rebox refuses.
     #[error("invalid action: {0}")]
     Invalid(String),
+    /// `rebox shell --last-failed` with no failure recorded in this store.
+    #[error("no failed action is recorded in {} (rebox exec and rebox run record one when a command fails)", .0.display())]
+    NoFailureRecorded(PathBuf),
+    /// The record of the last failed action cannot be read.
+    #[error("the failed-action record {} is corrupt: {reason}", path.display())]
+    CorruptRecord { path: PathBuf, reason: String },
     /// A platform property rebox cannot honour.
     #[error("unsupported platform property {name}={value:?}: {reason}")]
     Platform { name: String, value: String, reason: String },

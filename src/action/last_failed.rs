@@ -124,15 +124,11 @@ pub fn load(store: &Store) -> Result<(FailedAction, Digest), ActionError> {
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ActionError::Invalid(format!(
-                "no failed action is recorded in {} (rebox exec and rebox run record one when its \
-                 command fails)",
-                store.root().display()
-            )));
+            return Err(ActionError::NoFailureRecorded(store.root().to_owned()));
         }
         Err(e) => return Err(ActionError::io("read", &path, e)),
     };
-    let corrupt = |reason: String| ActionError::Invalid(format!("{} is corrupt: {reason}", path.display()));
+    let corrupt = |reason: String| ActionError::CorruptRecord { path: path.clone(), reason };
     let record = FailedAction::decode(bytes.as_slice()).map_err(|e| corrupt(e.to_string()))?;
     let digest = record.action_digest.as_ref().ok_or_else(|| corrupt("no action digest".into()))?;
     let digest = Digest::from_hex(&digest.hash, digest.size_bytes).map_err(|e| corrupt(e.to_string()))?;

@@ -5,6 +5,7 @@ mod casd;
 mod exec;
 mod multicall;
 mod run;
+mod shell;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Run a command in a sandbox on the embedded store, with caching
     Exec(exec::ExecArgs),
+    /// Open a shell in the environment of an Action (such as the last one that failed)
+    Shell(shell::ShellArgs),
 }
 
 /// Runs the command line given by `args` (`args[0]` is the program name, which may select a
@@ -62,6 +65,7 @@ fn rebox_main(args: Vec<OsString>) -> ExitCode {
         Command::Casd(args) => casd::run(*args, "rebox"),
         Command::Run(args) => run::run(*args, "rebox"),
         Command::Exec(args) => exec::run(args),
+        Command::Shell(args) => shell::run(args),
     }
 }
 

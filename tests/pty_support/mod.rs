@@ -67,21 +67,30 @@ impl Terminal {
     /// Waits until `needle` appears after what earlier calls matched, and moves past it; panics
     /// with everything on the screen if it doesn't appear in time.
     pub fn expect(&mut self, needle: &str) {
-        let deadline = Instant::now() + PATIENCE;
+        if !self.appears(needle, PATIENCE) {
+            panic!(
+                "{needle:?} did not appear on the terminal within {PATIENCE:?}; the screen:\n{}",
+                self.screen()
+            );
+        }
+    }
+
+    /// Whether `needle` appears within `patience` after what earlier calls matched (then moves
+    /// past it).
+    pub fn appears(&mut self, needle: &str, patience: Duration) -> bool {
+        let deadline = Instant::now() + patience;
         let (lock, changed) = &*self.screen;
         let mut screen = lock.lock().unwrap();
         loop {
             let unseen = &screen[self.cursor.min(screen.len())..];
             if let Some(at) = unseen.windows(needle.len()).position(|w| w == needle.as_bytes()) {
                 self.cursor += at + needle.len();
-                return;
+                return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "{needle:?} did not appear on the terminal within {PATIENCE:?}; the screen:\n{}",
-                String::from_utf8_lossy(&screen)
-            );
+            if left.is_zero() {
+                return false;
+            }
             screen = changed.wait_timeout(screen, left).unwrap().0;
         }
     }
