@@ -13,26 +13,6 @@ use pty_support::Terminal;
 use rebox::proto::build::bazel::remote::execution::v2 as reapi;
 use run_support::{Cas, Kind, Spec, busybox_root, rebox, store_action};
 
-/// Runs its arguments the way a non-interactive caller (BuildStream, a script) does, in its own
-/// process group, then reports what it finds of its terminal: the modes unchanged, the exit
-/// status, and whether it can still read from the terminal (it can't when left in the
-/// background: the read fails).
-pub const CALLER: &str = r#"
-before=$(stty -g)
-"$@"
-rc=$?
-if [ "$(stty -g)" = "$before" ]; then echo CALLER-MODES-SAME; else echo CALLER-MODES-CHANGED; fi
-echo "CALLER-RC=$rc"
-if read line; then echo "CALLER-READ:$line"; else echo CALLER-CANNOT-READ; fi
-"#;
-
-/// The caller running `args`, on a new terminal.
-pub fn caller(args: &[String]) -> Terminal {
-    let mut command = Command::new("/bin/sh");
-    command.arg("-c").arg(CALLER).arg("caller").args(args);
-    Terminal::spawn(command)
-}
-
 /// An interactive busybox shell as the action, prompting `box$ `.
 fn shell_action(cas: &Cas) -> std::path::PathBuf {
     let root = tempfile::tempdir().unwrap();
@@ -55,7 +35,7 @@ fn a_shell_gets_the_terminal_with_job_control_and_the_caller_gets_it_back() {
         format!("--action={}", action.display()),
         format!("--action-result={}.result", action.display()),
     ]);
-    let mut terminal = caller(&args);
+    let mut terminal = Terminal::caller(&args);
     terminal.expect("box$ ");
     terminal.send("tty; echo $((6*7))\n");
     terminal.expect("/dev/pts/");
@@ -115,7 +95,7 @@ fn ctrl_c_reaches_a_foreground_command_and_not_the_runner() {
     args.extend(cas.flags());
     args.extend(["--interactive".into(), format!("--action={}", action.display())]);
     args.push(format!("--action-result={result_path}"));
-    let mut terminal = caller(&args);
+    let mut terminal = Terminal::caller(&args);
     terminal.expect("started-9");
     std::thread::sleep(std::time::Duration::from_millis(300));
     terminal.send("\x03");

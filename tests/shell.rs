@@ -16,16 +16,6 @@ use rebox::proto::build::bazel::remote::execution::v2 as reapi;
 use rebox::store::Store;
 use run_support::{Cas, Kind, Spec, busybox_root, rebox, run_action, store_action};
 
-/// As in tests/run_interactive.rs: a caller that reports on its terminal after the command.
-const CALLER: &str = r#"
-before=$(stty -g)
-"$@"
-rc=$?
-if [ "$(stty -g)" = "$before" ]; then echo CALLER-MODES-SAME; else echo CALLER-MODES-CHANGED; fi
-echo "CALLER-RC=$rc"
-if read line; then echo "CALLER-READ:$line"; else echo CALLER-CANNOT-READ; fi
-"#;
-
 /// A busybox input root with `/work/marker.txt`.
 fn failing_tree() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
@@ -67,10 +57,8 @@ fn a_shell_on_the_last_failed_exec_has_its_tree_and_job_control() {
     let cas = tempfile::tempdir().unwrap();
     let tree = failing_tree();
     failing_exec(cas.path(), tree.path());
-    let mut command = Command::new("/bin/sh");
-    command.args(["-c", CALLER, "caller"]).arg(rebox()).args(["shell", "--last-failed", "--cas-dir"]);
-    command.arg(cas.path());
-    let mut terminal = Terminal::spawn(command);
+    let shell = [rebox(), Path::new("shell"), Path::new("--last-failed"), Path::new("--cas-dir"), cas.path()];
+    let mut terminal = Terminal::caller(&shell);
     terminal.expect("box$ ");
     terminal.send("cat /work/marker.txt; echo $HELLO-$((1*1))\n");
     terminal.expect("from the failed tree");

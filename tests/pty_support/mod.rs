@@ -13,6 +13,18 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// A caller as BuildStream or a script is: it runs its arguments in its own process group, then
+/// reports what it finds of its terminal: whether the modes are unchanged, the exit status, and
+/// whether it can still read from the terminal (it can't when left in the background).
+pub const CALLER: &str = r#"
+before=$(stty -g)
+"$@"
+rc=$?
+if [ "$(stty -g)" = "$before" ]; then echo CALLER-MODES-SAME; else echo CALLER-MODES-CHANGED; fi
+echo "CALLER-RC=$rc"
+if read line; then echo "CALLER-READ:$line"; else echo CALLER-CANNOT-READ; fi
+"#;
+
 /// How long anything may take to appear.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -57,6 +69,13 @@ impl Terminal {
             }
         });
         Terminal { master, child, screen, cursor: 0 }
+    }
+
+    /// [`CALLER`] running `args` (a program and its arguments) on a new terminal.
+    pub fn caller<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Terminal {
+        let mut command = Command::new("/bin/sh");
+        command.arg("-c").arg(CALLER).arg("caller").args(args);
+        Terminal::spawn(command)
     }
 
     /// Types `text` (control characters included: "\x03" is Ctrl-C).
