@@ -13,7 +13,11 @@ build and in the shell); each
 checkout holds what the elements must produce and is identical to the oracle's (names, kinds,
 modes, contents, symlink targets); the shell's output (in shell.bst, a stack of base.bst and
 d.bst) holds the expected lines and equals the oracle's; `bst shell` passes the command's exit
-status on, as with the oracle.
+status on, as with the oracle. Then the interactive shell, under a tmux pane on a private
+socket (bst_shell_tty.py): the sandbox's prompt appears, Ctrl-C ends a foreground command but
+not the shell, a command prints what only the sandbox can, `exit` returns to the caller's shell
+with status 0 and the caller still runs what is typed, and a process ran as our buildbox-run;
+the oracle must pass it too.
 
     bst_run.py --run PATH --casd PATH [--workdir DIR] [--keep]
 """
@@ -23,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 from bst_build import (
     BUILD_TIMEOUT,
@@ -35,6 +40,7 @@ from bst_build import (
     release_workdir,
     tail_logs,
 )
+from bst_shell_tty import interactive_shell
 from casd import HarnessError, bundled_buildbox
 from trees import describe_local, diff
 
@@ -102,8 +108,9 @@ def check_shell(name, code, lines):
 
 
 def run_config(name, casd, runner, workdir):
-    """Build, check out and shell into the project; returns (checkout entries, shell lines,
-    exit status of the failing shell)."""
+    """Build, check out and shell into the project, then the interactive shell under tmux;
+    returns (checkout entries, shell lines, exit status of the failing shell, the interactive
+    shell's problems)."""
     session = BstSession(name, casd, runner, workdir)
     checkout = describe_local(session.build())
     session.run(["build", SHELL_TARGET], "bst-build-shell.log", BUILD_TIMEOUT)
@@ -112,7 +119,14 @@ def run_config(name, casd, runner, workdir):
     failing, _ = shell(session, "exit 3", "bst-shell-exit.log")
     if problems:
         raise HarnessError("\n".join(problems) + "\n" + tail_logs(session.root, session.logs))
-    return checkout, lines, failing
+    started = time.monotonic()
+    tty_problems, _, prompt_seconds = interactive_shell(session, SHELL_TARGET)
+    if not tty_problems:
+        print(
+            f"  {name}: interactive bst shell {time.monotonic() - started:.1f}s "
+            f"(prompt after {prompt_seconds:.1f}s)"
+        )
+    return checkout, lines, failing, tty_problems
 
 
 def main():
@@ -138,10 +152,11 @@ def main():
     try:
         print(f"bst build + shell of {TARGET}, candidate runner {args.run}, candidate casd {args.casd}")
         seen = {name: run_config(name, casd, runner, workdir) for name, casd, runner in configs}
-        oracle_checkout, oracle_shell, oracle_failing = seen["oracle"]
+        oracle_checkout, oracle_shell, oracle_failing, _ = seen["oracle"]
         problems = []
-        for name, (checkout, lines, failing) in seen.items():
+        for name, (checkout, lines, failing, tty_problems) in seen.items():
             problems += [f"{name} checkout: {p}" for p in check_checkout(checkout)]
+            problems += tty_problems
             if name == "oracle":
                 continue
             differences = diff(oracle_checkout, checkout, right_name=name)
@@ -162,7 +177,9 @@ def main():
             raise HarnessError("\n".join(problems))
         print(
             f"  checkouts identical: {len(oracle_checkout)} entries; bst shell output identical "
-            f"({len(oracle_shell)} lines), its exit status passed on ({oracle_failing})"
+            f"({len(oracle_shell)} lines), its exit status passed on ({oracle_failing}); "
+            f"interactive bst shell under tmux: prompt, Ctrl-C, command, exit back to the caller "
+            f"(status 0), in all {len(seen)} sessions"
         )
         ok = True
     except HarnessError as error:
