@@ -118,21 +118,22 @@ fn a_failed_run_gets_its_environment_and_what_the_shell_changed_is_captured() {
     spec.env("HELLO", "world");
     spec.command.working_directory = "work".into();
     spec.command.output_paths = vec!["out.txt".into()];
+    spec.platform("OSFamily", "linux").platform("unixUID", "1000");
     let action = store_action(&cas, tree.path(), &spec);
     assert_eq!(run_action(&cas, &action, &[]).ok().exit_code, 9);
 
-    let script =
-        "pwd; echo $HELLO; cat marker.txt; echo changed > out.txt; mkdir made; echo x > made/f; exit 4";
+    let script = "pwd; echo $HELLO; cat marker.txt; id -u; \
+                  echo changed > out.txt; mkdir made; echo x > made/f; exit 4";
     let output =
         shell(&cas.root, &["--last-failed", "--capture", "out.txt", "--capture", "made", "--", "-c", script]);
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert_eq!(output.status.code(), Some(4), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines[..3], ["/work", "world", "from the failed tree"], "{stdout}");
+    assert_eq!(lines[..4], ["/work", "world", "from the failed tree", "1000"], "{stdout}");
     let function = DigestFunction::Sha256;
     let file = function.hash_bytes(b"changed\n");
-    assert_eq!(lines[3], format!("{file} file out.txt"), "{stdout}");
-    let (digest, rest) = lines[4].split_once(' ').unwrap();
+    assert_eq!(lines[4], format!("{file} file out.txt"), "{stdout}");
+    let (digest, rest) = lines[5].split_once(' ').unwrap();
     assert_eq!(rest, "directory made", "{stdout}");
     let store = Store::open(&cas.root, function).unwrap();
     assert_eq!(store.read(&file).unwrap(), b"changed\n");
@@ -140,7 +141,12 @@ fn a_failed_run_gets_its_environment_and_what_the_shell_changed_is_captured() {
     let made = made.unwrap();
     assert_eq!(made.files.len(), 1);
     assert_eq!(made.files[0].name, "f");
-    assert_eq!(lines.len(), 5, "{stdout}");
+    assert_eq!(lines.len(), 6, "{stdout}");
+
+    // Another shell, given its arguments.
+    let output = shell(&cas.root, &["--last-failed", "--shell", "/bin/cat", "--", "marker.txt"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "from the failed tree\n");
 }
 
 #[test]
