@@ -108,3 +108,43 @@ fn ctrl_c_reaches_a_foreground_command_and_not_the_runner() {
     let result = reapi::ActionResult::decode(std::fs::read(&result_path).unwrap().as_slice()).unwrap();
     assert_eq!(result.exit_code, 128 + libc::SIGINT);
 }
+
+#[test]
+fn ctrl_z_on_a_command_without_job_control_suspends_the_runner_and_fg_resumes_it() {
+    let cas = Cas::new(Kind::Embedded);
+    let root = tempfile::tempdir().unwrap();
+    busybox_root(root.path());
+    let script = "echo started-$((3*3)); read line; echo \"got-$line\"; exit 5";
+    let action = store_action(&cas, root.path(), &Spec::sh(script));
+    // A caller with job control of its own: an interactive bash.
+    let mut bash = Command::new("bash");
+    bash.args(["--norc", "--noprofile", "-i"]).env("PS1", "caller$ ").env("TERM", "dumb");
+    let mut terminal = Terminal::spawn(bash);
+    terminal.expect("caller$ ");
+    let flags = cas.flags().join(" ");
+    let run = format!(
+        "{} run {flags} --interactive --action={} --action-result={}.result",
+        rebox().display(),
+        action.display(),
+        action.display()
+    );
+    terminal.send(&format!("{run}\n"));
+    terminal.expect("started-9");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    terminal.send("\x1a");
+    // The caller's shell saw its job stop and has the terminal.
+    terminal.expect("Stopped");
+    terminal.expect("caller$ ");
+    terminal.send("echo caller-$((2+5))\n");
+    terminal.expect("caller-7");
+    // `fg`: the command has the terminal again and reads from it.
+    terminal.send("fg\n");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    terminal.send("typed\n");
+    terminal.expect("got-typed");
+    terminal.expect("caller$ ");
+    terminal.send("echo rc-$?\n");
+    terminal.expect("rc-5");
+    terminal.send("exit\n");
+    assert!(terminal.wait().success());
+}

@@ -14,6 +14,7 @@ use std::ffi::c_int;
 use crate::error::{Failure, Step};
 use crate::plan::Plan;
 use crate::sys::{LinuxSys, Sys};
+use crate::terminal::Session;
 use crate::{caps, exec, idmap, report, rootfs};
 
 /// The child's entry point: never returns.
@@ -55,7 +56,7 @@ fn main(sys: &impl Sys, plan: &Plan) -> Result<c_int, Failure> {
     match command {
         -1 => Err(Failure::new(Step::Fork, 0, nix::errno::Errno::last())),
         0 => exec::run(&plan.exec, plan.report_fd),
-        pid => Ok(supervise(pid as libc::pid_t)),
+        pid => Ok(supervise(pid as libc::pid_t, plan)),
     }
 }
 
@@ -125,7 +126,14 @@ fn reset_signal_dispositions() {
 
 /// Waits for signals (all blocked since before the clone): SIGCHLD reaps, anything else is
 /// passed on to the command. Returns the command's wait status.
-fn supervise(command: libc::pid_t) -> c_int {
+///
+/// When the command is the terminal's foreground job, its stops are reported to the runner,
+/// which does what a shell does with a stopped job (see `terminal.rs`) and continues it when
+/// its own caller continues it: so SIGCONT is not passed on, lest the command run on before the
+/// runner has given it the terminal back.
+fn supervise(command: libc::pid_t, plan: &Plan) -> c_int {
+    let foreground = plan.exec.session == Session::Foreground;
+    let options = if foreground { libc::WNOHANG | libc::WUNTRACED } else { libc::WNOHANG };
     // SAFETY: a full signal set built on the stack, then sigwaitinfo(2) and waitpid(2) on it and
     // on our children; kill(2) to our own child.
     unsafe {
@@ -137,15 +145,17 @@ fn supervise(command: libc::pid_t) -> c_int {
             if signal == libc::SIGCHLD {
                 loop {
                     let mut status = 0;
-                    let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
-                    if pid == command {
+                    let pid = libc::waitpid(-1, &mut status, options);
+                    if pid == command && libc::WIFSTOPPED(status) {
+                        report::send_stopped(plan.report_fd);
+                    } else if pid == command {
                         return status;
                     }
                     if pid <= 0 {
                         break;
                     }
                 }
-            } else if signal > 0 {
+            } else if signal > 0 && !(foreground && signal == libc::SIGCONT) {
                 libc::kill(command, signal);
             }
         }

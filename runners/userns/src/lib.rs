@@ -90,7 +90,7 @@ impl Runner for UsernsRunner {
     fn run(&self, spec: &Spec, cancel: &Cancel) -> Result<Completion, UsernsError> {
         let streams = stdio::Streams::open(spec)?;
         // Restored when this returns, whatever happened to the sandbox.
-        let (session, _terminal) = terminal::inspect(streams.stdin());
+        let (session, terminal) = terminal::inspect(streams.stdin());
         let mut plan = plan::Plan::new(spec, streams.raw(), session)?;
         let (report_read, report_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|errno| {
             UsernsError::Host { what: "create the report pipe".to_owned(), source: errno.into() }
@@ -118,6 +118,6 @@ impl Runner for UsernsRunner {
         drop(report_write);
         drop(runner_pidfd);
         drop(streams);
-        wait::wait(&plan, sandbox, report_read, spec.timeout, cancel)
+        wait::wait(&plan, sandbox, report_read, spec.timeout, cancel, terminal.as_ref())
     }
 }

@@ -13,6 +13,7 @@ use crate::error::{Failure, Step};
 const FAILURE: u32 = 1;
 const STATUS: u32 = 2;
 const USAGE: u32 = 3;
+const STOPPED: u32 = 4;
 
 /// One record on the wire.
 #[repr(C)]
@@ -36,6 +37,8 @@ pub(crate) enum Message {
     Status(i32),
     /// One figure of the resources the sandbox's processes used.
     Usage(UsageField, i64),
+    /// The command, the terminal's foreground job, was stopped (Ctrl-Z).
+    Stopped,
 }
 
 /// The figures of `getrusage(RUSAGE_CHILDREN)` that cross the pipe (times in microseconds).
@@ -77,6 +80,11 @@ pub(crate) fn send_failure(fd: c_int, failure: Failure) {
 /// Child side: reports the command's wait status (last: see the module documentation).
 pub(crate) fn send_status(fd: c_int, status: i32) {
     send(fd, Record { kind: STATUS, step: 0, item: 0, _pad: 0, value: i64::from(status) });
+}
+
+/// Child side: reports that the command was stopped.
+pub(crate) fn send_stopped(fd: c_int) {
+    send(fd, Record { kind: STOPPED, step: 0, item: 0, _pad: 0, value: 0 });
 }
 
 /// Child side: reports `usage` (of every process init reaped), one record a figure.
@@ -132,6 +140,7 @@ fn decode(bytes: &[u8]) -> Option<Message> {
         })),
         STATUS => Some(Message::Status(value as i32)),
         USAGE => Some(Message::Usage(*UsageField::ALL.get(word(2) as usize)?, value)),
+        STOPPED => Some(Message::Stopped),
         _ => None,
     }
 }
@@ -143,7 +152,7 @@ mod tests {
     use nix::errno::Errno;
     use nix::fcntl::OFlag;
 
-    use super::{Message, Reader, UsageField, send_failure, send_status, send_usage};
+    use super::{Message, Reader, UsageField, send_failure, send_status, send_stopped, send_usage};
     use crate::error::{Failure, Step};
 
     #[test]
@@ -153,8 +162,10 @@ mod tests {
         assert_eq!(reader.read(&read), []);
         let failure = Failure::new(Step::Bind, 3, Errno::ENOENT);
         send_failure(write.as_raw_fd(), failure);
+        send_stopped(write.as_raw_fd());
         send_status(write.as_raw_fd(), 0x0100);
-        assert_eq!(reader.read(&read), [Message::Failure(failure), Message::Status(0x0100)]);
+        let messages = [Message::Failure(failure), Message::Stopped, Message::Status(0x0100)];
+        assert_eq!(reader.read(&read), messages);
 
         // SAFETY: `rusage` is plain data.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

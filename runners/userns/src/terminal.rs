@@ -10,6 +10,13 @@
 //! restores the modes it had (a shell or editor killed mid-way leaves it raw and without echo):
 //! the caller finds its terminal as it left it, and is not left in the background (where its
 //! next read would stop it with SIGTTIN).
+//!
+//! When the command itself stops (Ctrl-Z on a command without job control of its own, an editor
+//! suspending itself), the runner does what a shell does with a stopped job: it takes the
+//! terminal back with the caller's modes, and stops its own process group, the caller's job, as
+//! Ctrl-Z would have without the sandbox; the caller's shell takes over. When continued in the
+//! foreground (`fg`), it gives the command the terminal back, with the modes the command had,
+//! and continues it; in the background (`bg`), it only continues it.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -56,22 +63,65 @@ pub(crate) fn inspect(stdin: BorrowedFd<'_>) -> (Session, Option<Terminal>) {
     (Session::Foreground, Some(Terminal { fd, modes, foreground }))
 }
 
-impl Drop for Terminal {
-    /// Makes the runner's group the foreground again and restores the modes. The runner is a
-    /// background process by now, and a background process changing its terminal is stopped
-    /// with SIGTTOU unless it blocks that signal: so it does, in this thread, meanwhile.
-    fn drop(&mut self) {
-        let ttou = SigSet::from_iter([Signal::SIGTTOU]);
-        let mut previous = SigSet::empty();
-        let blocked = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut previous)).is_ok();
-        if let Err(errno) = tcsetpgrp(self.fd.as_fd(), self.foreground) {
-            eprintln!("rebox: cannot take the terminal back into the foreground: {errno}");
+impl Terminal {
+    /// The command, the sandbox's init's child, has stopped: passes the stop on to the caller and
+    /// continues the command once the caller is continued (see the module documentation).
+    pub(crate) fn pass_stop(&self, init: libc::pid_t) {
+        let Some(command) = child_of(init) else {
+            return;
+        };
+        let job_modes = tcgetattr(self.fd.as_fd()).ok();
+        self.take_back();
+        // SAFETY: kill(2) stopping this process's group, as Ctrl-Z would have; this thread stops
+        // here until the group is continued. An orphaned group (a caller without job control)
+        // ignores it, and the command is continued right away.
+        unsafe { libc::kill(0, libc::SIGTSTP) };
+        if tcgetpgrp(self.fd.as_fd()) == Ok(getpgrp()) {
+            with_sigttou_blocked(|| {
+                if let Some(modes) = &job_modes {
+                    let _ = tcsetattr(self.fd.as_fd(), SetArg::TCSADRAIN, modes);
+                }
+                let _ = tcsetpgrp(self.fd.as_fd(), command);
+            });
         }
-        if let Err(errno) = tcsetattr(self.fd.as_fd(), SetArg::TCSADRAIN, &self.modes) {
-            eprintln!("rebox: cannot restore the terminal's modes: {errno}");
-        }
-        if blocked {
-            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
-        }
+        // SAFETY: kill(2) of the command's process group (it leads one), inside our sandbox.
+        unsafe { libc::kill(-command.as_raw(), libc::SIGCONT) };
     }
+
+    /// Makes the runner's group the foreground again and restores the modes.
+    fn take_back(&self) {
+        with_sigttou_blocked(|| {
+            if let Err(errno) = tcsetpgrp(self.fd.as_fd(), self.foreground) {
+                eprintln!("rebox: cannot take the terminal back into the foreground: {errno}");
+            }
+            if let Err(errno) = tcsetattr(self.fd.as_fd(), SetArg::TCSADRAIN, &self.modes) {
+                eprintln!("rebox: cannot restore the terminal's modes: {errno}");
+            }
+        });
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.take_back();
+    }
+}
+
+/// Runs `change` on the terminal with SIGTTOU blocked in this thread: the runner is a background
+/// process by then, and a background process changing its terminal is stopped with SIGTTOU
+/// unless it blocks that signal.
+fn with_sigttou_blocked(change: impl FnOnce()) {
+    let ttou = SigSet::from_iter([Signal::SIGTTOU]);
+    let mut previous = SigSet::empty();
+    let blocked = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut previous)).is_ok();
+    change();
+    if blocked {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
+    }
+}
+
+/// The only child of `init` (the command), as a pid of the runner's namespace.
+fn child_of(init: libc::pid_t) -> Option<Pid> {
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok().map(Pid::from_raw)
 }

@@ -11,6 +11,7 @@ use crate::error::{Failure, UsernsError};
 use crate::plan::Plan;
 use crate::report::{Message, Reader, UsageField};
 use crate::spawn::Sandbox;
+use crate::terminal::Terminal;
 
 /// How often `cancel` is polled at most.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
@@ -24,6 +25,7 @@ pub(crate) fn wait(
     report: OwnedFd,
     timeout: Option<Duration>,
     cancel: &Cancel,
+    terminal: Option<&Terminal>,
 ) -> Result<Completion, UsernsError> {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let mut reader = Reader::default();
@@ -52,6 +54,11 @@ pub(crate) fn wait(
         let exited = fds[0].revents().is_some_and(|r| !r.is_empty());
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
             heard.take(reader.read(&report));
+        }
+        if std::mem::take(&mut heard.stopped)
+            && let Some(terminal) = terminal
+        {
+            terminal.pass_stop(sandbox.pid);
         }
         if exited || heard.status.is_some() {
             break;
@@ -109,6 +116,8 @@ struct Heard {
     failure: Option<Failure>,
     status: Option<i32>,
     usage: ResourceUsage,
+    /// The command stopped, and the stop was not passed on yet.
+    stopped: bool,
 }
 
 impl Heard {
@@ -118,6 +127,7 @@ impl Heard {
                 Message::Failure(f) => self.failure = self.failure.or(Some(f)),
                 Message::Status(s) => self.status = Some(s),
                 Message::Usage(field, value) => self.set_usage(field, value),
+                Message::Stopped => self.stopped = true,
             }
         }
     }
