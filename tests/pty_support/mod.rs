@@ -144,8 +144,43 @@ impl Terminal {
 }
 
 impl Drop for Terminal {
+    /// Ends every process of the terminal's session, not only its leader: a failed test must not
+    /// leave a stopped job behind. SIGTERM (and SIGCONT, for stopped ones) first, so a runner
+    /// removes its stage; SIGKILL for what is left after a while.
     fn drop(&mut self) {
+        let session = self.child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for signal in [libc::SIGTERM, libc::SIGCONT] {
+            for pid in session_members(session) {
+                // SAFETY: kill(2) of a process of the session this test created.
+                unsafe { libc::kill(pid, signal) };
+            }
+        }
+        while !session_members(session).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for pid in session_members(session) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The processes whose session is `session` (field 6 of `/proc/PID/stat`).
+fn session_members(session: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The command name (field 2) may hold spaces: count from after its closing paren.
+            let fields: Vec<&str> =
+                stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+            fields.get(3).and_then(|sid| sid.parse::<i32>().ok()) == Some(session)
+        })
+        .collect()
 }
