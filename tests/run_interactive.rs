@@ -51,12 +51,7 @@ fn a_shell_gets_the_terminal_with_job_control_and_the_caller_gets_it_back() {
     terminal.expect("alive-3");
 
     // The command leaves the terminal without echo and line editing; the runner restores it.
-    terminal.send("stty -echo -icanon; exit 7\n");
-    terminal.expect("CALLER-MODES-SAME");
-    terminal.expect("CALLER-RC=7");
-    terminal.send("hello\n");
-    terminal.expect("CALLER-READ:hello");
-    assert!(terminal.wait().success());
+    terminal.exit_and_check_caller(7);
     let result = std::fs::read(format!("{}.result", action.display())).unwrap();
     let result = reapi::ActionResult::decode(result.as_slice()).unwrap();
     assert_eq!(result.exit_code, 7);

@@ -102,12 +102,7 @@ fn a_shell_on_the_last_failed_exec_has_its_tree_and_job_control() {
     terminal.resize(33, 77);
     terminal.expect("33 77");
 
-    terminal.send("stty -echo -icanon; exit 7\n");
-    terminal.expect("CALLER-MODES-SAME");
-    terminal.expect("CALLER-RC=7");
-    terminal.send("hello\n");
-    terminal.expect("CALLER-READ:hello");
-    assert!(terminal.wait().success());
+    terminal.exit_and_check_caller(7);
 }
 
 #[test]

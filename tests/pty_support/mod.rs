@@ -78,6 +78,18 @@ impl Terminal {
         Terminal::spawn(command)
     }
 
+    /// Has the command on the terminal leave it without echo and line editing and exit with
+    /// `code`, then checks that [`CALLER`] got the exit status and its terminal back as it was
+    /// (modes unchanged, still able to read), and exited.
+    pub fn exit_and_check_caller(mut self, code: u8) {
+        self.send(&format!("stty -echo -icanon; exit {code}\n"));
+        self.expect("CALLER-MODES-SAME");
+        self.expect(&format!("CALLER-RC={code}"));
+        self.send("hello\n");
+        self.expect("CALLER-READ:hello");
+        assert!(self.wait().success());
+    }
+
     /// Types `text` (control characters included: "\x03" is Ctrl-C).
     pub fn send(&mut self, text: &str) {
         self.master.write_all(text.as_bytes()).expect("type into the terminal");
