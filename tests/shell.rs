@@ -118,9 +118,9 @@ fn a_failed_run_gets_its_environment_and_what_the_shell_changed_is_captured() {
     assert_eq!(run_action(&cas, &action, &[]).ok().exit_code, 9);
 
     let script = "pwd; echo $HELLO; cat marker.txt; id -u; \
-                  echo changed > out.txt; mkdir made; echo x > made/f; exit 4";
-    let output =
-        shell(&cas.root, &["--last-failed", "--capture", "out.txt", "--capture", "made", "--", "-c", script]);
+                  echo changed > out.txt; mkdir made; echo x > made/f; ln -s out.txt link; exit 4";
+    let captures = ["--capture", "out.txt", "--capture", "made", "--capture", "link"];
+    let output = shell(&cas.root, &[&["--last-failed"], &captures[..], &["--", "-c", script]].concat());
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert_eq!(output.status.code(), Some(4), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
@@ -136,7 +136,8 @@ fn a_failed_run_gets_its_environment_and_what_the_shell_changed_is_captured() {
     let made = made.unwrap();
     assert_eq!(made.files.len(), 1);
     assert_eq!(made.files[0].name, "f");
-    assert_eq!(lines.len(), 6, "{stdout}");
+    assert_eq!(lines[6], "out.txt symlink link", "{stdout}");
+    assert_eq!(lines.len(), 7, "{stdout}");
 
     // Another shell, given its arguments.
     let output = shell(&cas.root, &["--last-failed", "--shell", "/bin/cat", "--", "marker.txt"]);

@@ -16,7 +16,6 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
 use prost::Message;
-use rebox_runner_spec::Outcome;
 use rebox_runner_userns::UsernsRunner;
 
 use crate::action::{
@@ -124,11 +123,7 @@ fn shell(args: &ShellArgs) -> Result<ExitCode, ActionError> {
         executed => executed?,
     };
     print_captured(&executed.result);
-    let code = match executed.outcome {
-        Outcome::Exited(code) => code,
-        outcome => outcome.exit_code(),
-    };
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
+    Ok(ExitCode::from(u8::try_from(executed.outcome.exit_code()).unwrap_or(u8::MAX)))
 }
 
 /// The Action asked for, and the host mounts its recorded run had.
@@ -207,12 +202,8 @@ fn print_captured(result: &reapi::ActionResult) {
         let root = digest(&dir.root_directory_digest).or_else(|| digest(&dir.tree_digest));
         println!("{} directory {}", root.unwrap_or_default(), dir.path);
     }
-    for link in result
-        .output_symlinks
-        .iter()
-        .chain(&result.output_file_symlinks)
-        .chain(&result.output_directory_symlinks)
-    {
+    // The shell's Command asks for output_paths, whose symlinks all land in output_symlinks.
+    for link in &result.output_symlinks {
         println!("{} symlink {}", link.target, link.path);
     }
 }
