@@ -1,6 +1,7 @@
 //! The `rebox` command line (also invoked as `buildbox-casd`: see [`multicall`]).
 
 mod cas;
+mod cas_flags;
 mod casd;
 mod exec;
 mod multicall;

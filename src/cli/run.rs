@@ -14,6 +14,7 @@ use prost::Message;
 use rebox_runner_spec::{BindMount, Outcome};
 use rebox_runner_userns::UsernsRunner;
 
+use super::cas_flags::CasFlags;
 use crate::action::{
     self, ActionCas, ActionError, CasConnection, EmbeddedCas, FetchingCas, LocalCasClient, Mount, Plan,
     RunOptions, TIMEOUT_EXIT_CODE, last_failed,
@@ -76,16 +77,8 @@ pub struct RunArgs {
     /// Path to write the output ActionResult to
     #[arg(long, value_name = "PATH")]
     action_result: Option<PathBuf>,
-    /// LocalCAS server (unix:PATH or http://HOST:PORT); without it, the embedded store
-    #[arg(long, value_name = "URL")]
-    remote: Option<String>,
-    /// Name of the CAS instance
-    #[arg(long, value_name = "NAME", default_value = "")]
-    instance: String,
-    /// The embedded store's root, without --remote [default: $XDG_CACHE_HOME/rebox, else
-    /// ~/.cache/rebox]
-    #[arg(long, env = "REBOX_CAS_DIR", value_name = "DIR")]
-    cas_dir: Option<PathBuf>,
+    #[command(flatten)]
+    cas: CasFlags,
     /// Digest function (SHA256, SHA384, SHA512, SHA1, MD5, BLAKE3)
     #[arg(long, value_name = "NAME", default_value = "SHA256")]
     digest_function: String,
@@ -269,17 +262,17 @@ pub fn run(args: RunArgs, program: &str) -> ExitCode {
             std::fs::read(&checked.action).map_err(|e| ActionError::io("read", &checked.action, e))?;
         let action = Plan::decode_action(&action_bytes)?;
         let embedded = || {
-            let root = args.cas_dir.clone().or_else(super::cas::default_cas_dir).ok_or(RunError::NoCasDir)?;
+            let root = args.cas.embedded_root().ok_or(RunError::NoCasDir)?;
             Ok::<_, RunError>(EmbeddedCas::open(&root, checked.function)?)
         };
         // Where a failure is recorded: the embedded store, when it holds the inputs.
         let mut failures = None;
-        let mut cas: Box<dyn ActionCas> = match &args.remote {
+        let mut cas: Box<dyn ActionCas> = match &args.cas.remote {
             Some(url) if args.disable_localcas => {
-                let remote = CasConnection::connect(url, &args.instance, checked.function)?;
+                let remote = CasConnection::connect(url, &args.cas.instance, checked.function)?;
                 Box::new(FetchingCas::new(embedded()?, remote))
             }
-            Some(url) => Box::new(LocalCasClient::connect(url, &args.instance, checked.function)?),
+            Some(url) => Box::new(LocalCasClient::connect(url, &args.cas.instance, checked.function)?),
             None => {
                 let cas = embedded()?;
                 failures = Some(cas.store().clone());
@@ -334,7 +327,7 @@ fn check(args: &RunArgs) -> Result<Checked, RunError> {
             value: args.digest_function.clone(),
             reason: e.to_string(),
         })?;
-    if args.disable_localcas && args.remote.is_none() {
+    if args.disable_localcas && args.cas.remote.is_none() {
         return Err(RunError::BadFlag {
             flag: "--disable-localcas",
             value: "true".into(),
@@ -346,7 +339,7 @@ fn check(args: &RunArgs) -> Result<Checked, RunError> {
         value: args.staging_mode.clone(),
         reason,
     })?;
-    let remote_apis_socket = match &args.remote {
+    let remote_apis_socket = match &args.cas.remote {
         Some(url) if url.starts_with("http://") || url.starts_with("https://") => None,
         Some(url) => Some(unix_socket_path(url).ok_or_else(|| RunError::BadFlag {
             flag: "--remote",

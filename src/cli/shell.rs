@@ -18,6 +18,7 @@ use clap::{ArgGroup, Args};
 use prost::Message;
 use rebox_runner_userns::UsernsRunner;
 
+use super::cas_flags::CasFlags;
 use crate::action::{
     self, ActionCas, ActionError, EmbeddedCas, LocalCasClient, Mount, Plan, RunOptions, last_failed,
 };
@@ -58,16 +59,8 @@ pub struct ShellArgs {
     /// How to stage: fuse, copy-or-link or default
     #[arg(long, value_name = "MODE", default_value = "default")]
     staging_mode: StagingMode,
-    /// LocalCAS server holding the action (unix:PATH or http://HOST:PORT); without it, the
-    /// embedded store
-    #[arg(long, value_name = "URL")]
-    remote: Option<String>,
-    /// Name of the CAS instance, with --remote
-    #[arg(long, value_name = "NAME", default_value = "")]
-    instance: String,
-    /// The embedded store's root [default: $XDG_CACHE_HOME/rebox, else ~/.cache/rebox]
-    #[arg(long, env = "REBOX_CAS_DIR", value_name = "DIR")]
-    cas_dir: Option<PathBuf>,
+    #[command(flatten)]
+    cas: CasFlags,
     /// Arguments for the shell, after `--` (e.g. `-- -c 'make check'`)
     #[arg(value_name = "ARG", trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
@@ -89,13 +82,13 @@ fn shell(args: &ShellArgs) -> Result<ExitCode, ActionError> {
     let function = DigestFunction::Sha256;
     // `--last-failed` conflicts with `--remote`: the record is in the embedded store.
     let mut failed = None;
-    let (mut cas, socket): (Box<dyn ActionCas>, Option<PathBuf>) = match &args.remote {
+    let (mut cas, socket): (Box<dyn ActionCas>, Option<PathBuf>) = match &args.cas.remote {
         Some(url) => {
             let socket = unix_socket_path(url).map(|p| std::path::absolute(&p).unwrap_or(p));
-            (Box::new(LocalCasClient::connect(url, &args.instance, function)?), socket)
+            (Box::new(LocalCasClient::connect(url, &args.cas.instance, function)?), socket)
         }
         None => {
-            let root = args.cas_dir.clone().or_else(super::cas::default_cas_dir).ok_or_else(|| {
+            let root = args.cas.embedded_root().ok_or_else(|| {
                 ActionError::Invalid("no store directory: pass --cas-dir, or set HOME".into())
             })?;
             let embedded = EmbeddedCas::open(&root, function)?;
