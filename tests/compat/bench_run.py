@@ -42,11 +42,14 @@ import time
 
 from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 
+from bench_report import Row, Stats, Target
 from casd import Daemon, HarnessError, bundled_buildbox, digest_key, digest_of
 from runner import runner_link
 from trees import TreeBuilder
 
-TARGET_RATIO = 0.2  # issue #4: median <= 0.2x buildbox-run's, in the same run
+KIB_TO_MB = 1024 / 1e6
+RSS_TARGET_MB = 15  # issue #7: the runner's peak RSS
+TARGET_RATIO = 0.15  # issue #7 (#4 asked 0.2): median <= 0.15x buildbox-run's, in the same run
 
 
 def true_action():
@@ -100,6 +103,7 @@ class Config:
         self.stderr = os.path.join(workdir, f"{name}.stderr")
         self.rss_file = os.path.join(workdir, f"{name}.rss")
         self.times, self.rss_kib = [], []
+        self.casd_rss_kib = None
 
     def run_once(self, action_bytes, measure_rss=False):
         """One run; returns (wall seconds, CPU seconds of the runner's tree and the daemon), or
@@ -169,6 +173,61 @@ def fill_store(binary, workdir, blobs):
     return daemon.cache_dir
 
 
+def rows(raw):
+    """The suite's summary: rebox's configurations against buildbox-run + buildbox-casd."""
+    runs = raw["runs"]
+    peer = runs["bb-run+bb-casd"]
+    out = []
+    for name, label in (
+        ("run+casd", "(a) an action, `true` in 3 files: run + casd"),
+        ("embedded", "(a) the same, rebox run on its embedded store"),
+        ("run+bb-casd", "(a) the same, rebox run + buildbox-casd"),
+    ):
+        if name in runs:
+            out.append(
+                Row(
+                    "run",
+                    label,
+                    "ms",
+                    Stats.of(runs[name]["seconds"], 1e3),
+                    Stats.of(peer["seconds"], 1e3),
+                    target=Target("<=", TARGET_RATIO) if name != "run+bb-casd" else None,
+                    note=f"buildbox-casd on {raw['stager']}" if name == "run+bb-casd" else "",
+                )
+            )
+    out.append(
+        Row(
+            "run",
+            "(a) CPU time of an action: runner + casd",
+            "ms",
+            Stats.of(runs["run+casd"]["cpu_seconds"], 1e3),
+            Stats.of(peer["cpu_seconds"], 1e3),
+        )
+    )
+    rss = "embedded" if "embedded" in runs else "run+casd"
+    out.append(
+        Row(
+            "run",
+            "runner peak RSS, (a)" + (" on the embedded store" if rss == "embedded" else ""),
+            "MB",
+            Stats.of(runs[rss]["peak_rss_kib"], KIB_TO_MB),
+            Stats.of(peer["peak_rss_kib"], KIB_TO_MB),
+            target=Target("<=", RSS_TARGET_MB, of="rebox"),
+        )
+    )
+    if runs["run+casd"].get("casd_peak_rss_kib"):
+        out.append(
+            Row(
+                "run",
+                "casd peak RSS after (a)",
+                "MB",
+                Stats.single(runs["run+casd"]["casd_peak_rss_kib"] * KIB_TO_MB),
+                Stats.single(peer["casd_peak_rss_kib"] * KIB_TO_MB),
+            )
+        )
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -235,6 +294,8 @@ def main():
         for _ in range(args.rss_runs):
             for config in configs:
                 config.rss_kib.append(config.run_once(action, measure_rss=True))
+        for config in configs:
+            config.casd_rss_kib = config.daemon.peak_rss_kib() if config.daemon else None
         for daemon in daemons:
             daemon.stop()
     except HarnessError as error:
@@ -249,7 +310,7 @@ def main():
     baseline_cpu = statistics.median(configs[-1].cpu)
     print(
         f"\n{'configuration':16} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'ratio':>7} "
-        f"{'CPU ms':>7} {'CPU ratio':>9} {'peak RSS MiB':>13}  target"
+        f"{'CPU ms':>7} {'CPU ratio':>9} {'peak RSS MB':>12}  target"
     )
     for config in configs:
         median = statistics.median(config.times)
@@ -261,7 +322,7 @@ def main():
             f"{config.name:16} {median * 1e3:10.1f} "
             f"{min(config.times) * 1e3:8.1f} {max(config.times) * 1e3:8.1f} {ratio:7.2f} "
             f"{statistics.median(config.cpu) * 1e3:7.1f} {statistics.median(config.cpu) / baseline_cpu:9.2f} "
-            f"{max(config.rss_kib) / 1024:13.1f}  {target}"
+            f"{max(config.rss_kib) * KIB_TO_MB:12.1f}  {target}"
         )
     if args.json:
         with open(args.json, "w") as out:
@@ -274,7 +335,12 @@ def main():
                     "stager": args.stager,
                     "filesystem": fs,
                     "runs": {
-                        c.name: {"seconds": c.times, "cpu_seconds": c.cpu, "peak_rss_kib": c.rss_kib}
+                        c.name: {
+                            "seconds": c.times,
+                            "cpu_seconds": c.cpu,
+                            "peak_rss_kib": c.rss_kib,
+                            "casd_peak_rss_kib": c.casd_rss_kib,
+                        }
                         for c in configs
                     },
                 },

@@ -45,7 +45,9 @@ its reaped children's, e.g. buildbox-fuse; each run must exit 0 with exit_code 0
 --runs per configuration, interleaved A B C ... A B C so load on this shared machine falls on all
 alike. Reported per section: median, min, max, the 1st run, median CPU; the ratio of medians to
 buildbox in the same mode, and to the target's peer: (b) <= 0.4x bb-fuse, (c) <= 0.2x the faster
-of bb-fuse and bb-copy.
+of bb-fuse and bb-copy. Then one more run of each section per configuration, under `time`, for
+the runner's peak RSS (as bench_run measures it), and each daemon's peak RSS (VmHWM) over all of
+it.
 
     bench_stage.py --candidate PATH [--candidate-casd PATH] [--runs N] [--warmup N] [--dir DIR]
                    [--json FILE]
@@ -68,7 +70,8 @@ import time
 
 from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 
-from bench_run import Config, fill_store, is_rebox
+from bench_report import Row, Stats, Target
+from bench_run import KIB_TO_MB, RSS_TARGET_MB, Config, fill_store, is_rebox
 from casd import Daemon, HarnessError, bundled_buildbox, digest_key, digest_of
 from runner import runner_link
 from trees import TreeBuilder
@@ -286,6 +289,74 @@ def report(section, summary, title):
         )
 
 
+def peak_rss(configs, stage_action, capture_action, out_digest):
+    """One more run of each section per configuration, under `time` for the runner's peak RSS
+    (bench_run.rss_prefix); then each daemon's peak RSS over everything so far. Returns
+    ({config: {"b": KiB, "c": KiB}}, {config: KiB or None when embedded})."""
+    runner = {}
+    for config in configs:
+        runner[config.name] = {"b": config.run_once(stage_action, measure_rss=True)}
+        runner[config.name]["c"] = config.run_once(capture_action, measure_rss=True)
+        check_captured(config, out_digest)
+    casd = {c.name: c.daemon.peak_rss_kib() if c.daemon else None for c in configs}
+    return runner, casd
+
+
+def rows(raw):
+    """The suite's summary: (b) against buildbox FUSE, (c) against buildbox's faster mode, each
+    also in the same mode, and peak RSS."""
+    sections = raw["sections"]
+    out = []
+
+    def row(section, name, peer, label, target=None, key="seconds"):
+        configs = sections[section]["configs"]
+        if name not in configs:
+            return
+        out.append(
+            Row(
+                "stage",
+                label,
+                "ms",
+                Stats.of(configs[name][key], 1e3),
+                Stats.of(configs[peer][key], 1e3),
+                target=Target("<=", target) if target else None,
+            )
+        )
+
+    row("b", "casd-fuse", "bb-fuse", "(b) 20k-file / 200 MB root, cat one: run + casd, FUSE", TARGETS["b"])
+    row("b", "embedded-fuse", "bb-fuse", "(b) the same, embedded store, FUSE", TARGETS["b"])
+    row("b", "casd-copy", "bb-copy", "(b) the same, run + casd, copy-or-link both")
+    row("b", "casd-fuse", "bb-fuse", "(b) first stage of the tree, run + casd, FUSE", key="warmup_seconds")
+    best = sections["c"]["peer"]
+    row("c", "casd-copy", best, f"(c) 5k outputs / 200 MB: run + casd, copy-or-link vs {best}", TARGETS["c"])
+    row("c", "embedded-copy", best, f"(c) the same, embedded store, copy-or-link vs {best}", TARGETS["c"])
+    row("c", "casd-fuse", "bb-fuse", "(c) the same, run + casd, FUSE both")
+    runner, casd = raw.get("runner_peak_rss_kib"), raw.get("casd_peak_rss_kib")
+    if runner:
+        for section, name, peer in (("b", "embedded-fuse", "bb-fuse"), ("c", "embedded-copy", "bb-copy")):
+            if name in runner:
+                out.append(
+                    Row(
+                        "stage",
+                        f"runner peak RSS, ({section}) {name.replace('-', ' ')}",
+                        "MB",
+                        Stats.single(runner[name][section] * KIB_TO_MB),
+                        Stats.single(runner[peer][section] * KIB_TO_MB),
+                        target=Target("<=", RSS_TARGET_MB, of="rebox"),
+                    )
+                )
+        out.append(
+            Row(
+                "stage",
+                "casd peak RSS after (b) and (c), FUSE",
+                "MB",
+                Stats.single(casd["casd-fuse"] * KIB_TO_MB),
+                Stats.single(casd["bb-fuse"] * KIB_TO_MB),
+            )
+        )
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -370,6 +441,7 @@ def main():
             if note:
                 notes.append(note)
         print("  staged on: " + ", ".join(f"{name} {fstype}" for name, fstype in staged_on.items()))
+        runner_rss, casd_rss = peak_rss(configs, stage_action, capture_action, out_digest)
         for note in notes:
             print(f"  note: {note}")
         report("b", results["b"], "stage 20k files / 200 MB, cat one")
@@ -396,6 +468,8 @@ def main():
                     "staged_on": staged_on,
                     "notes": notes,
                     "sections": results,
+                    "runner_peak_rss_kib": runner_rss,
+                    "casd_peak_rss_kib": casd_rss,
                 },
                 out,
                 indent=1,

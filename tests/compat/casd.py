@@ -154,6 +154,14 @@ class Daemon:
             fields = stat.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def peak_rss_kib(self):
+        """The daemon's peak resident set size so far, in KiB (VmHWM from /proc)."""
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        raise HarnessError(f"{self.name}: no VmHWM in /proc/{self.process.pid}/status")
+
     def stop(self):
         """SIGTERM, as BuildStream does: the daemon must exit 0 within 15 s and leave no stage dir,
         mount or process of its group behind."""

@@ -1,7 +1,8 @@
 """The harness's own checks must catch what they claim to: each is fed a known difference here.
 
 Runs in a few seconds: integrity check, tree comparison, expectation and summary comparison, and
-canonical tree building (no daemon); the runner steps' checks (selftest_run.py: one action with
+canonical tree building (no daemon); the bench report's ratios, verdicts and renderings
+(selftest_bench.py); the runner steps' checks (selftest_run.py: one action with
 the real buildbox-casd, to catch a planted runner end to end).
 """
 
@@ -13,6 +14,7 @@ import tempfile
 from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 
 from casd import cas_integrity_errors
+import selftest_bench
 import selftest_run
 from run_actions import compare
 from runner import ActionSpec, build_action, check_expectations
@@ -126,6 +128,7 @@ def main():
     test_expectations_catch_wrong_outputs()
     test_summary_comparison_names_the_field()
     test_trees_are_canonical()
+    selftest_bench.run_all(check)
     with tempfile.TemporaryDirectory() as tmp:
         selftest_run.run_all(check, tmp)
     for failure in FAILURES:
