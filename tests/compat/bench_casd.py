@@ -25,7 +25,7 @@ daemon, bounds that figure (ByteStream Read of 1 MiB chunks comes close).
 Other cache dirs go on tmpfs (/dev/shm) unless --dir says otherwise: this VM's disk is shared and
 slow (fsync and unlink take milliseconds), which would drown the daemons' own costs.
 
-    bench_casd.py --candidate PATH [--baseline PATH] [--rounds N] [--dir DIR] [--expiry-dir DIR]
+    bench_casd.py --candidate PATH [--baseline PATH] [--rounds N] [--dir DIR] [--expiry-dir DIR] [--scale F]
                   [--json FILE]
 """
 
@@ -85,11 +85,17 @@ def raw(channel, kind, method):
 class Workload:
     """The data every daemon gets, generated once."""
 
-    def __init__(self):
-        rand = os.urandom(BLOBS * BLOB_SIZE)
-        self.blobs = [rand[i * BLOB_SIZE : (i + 1) * BLOB_SIZE] for i in range(BLOBS)]
+    def __init__(self, scale=1.0):
+        """`scale` < 1 shrinks every count and size (a smoke run), keeping each section's shape."""
+        self.n_blobs = max(BLOBS_PER_CALL, int(BLOBS * scale))
+        self.n_digests = max(2 * self.n_blobs, int(DIGESTS * scale))
+        self.stream_size = max(CHUNK, int(STREAM_SIZE * scale))
+        self.tree_dirs = max(2, int(TREE_DIRS * scale))
+        self.quota_high, self.fill = int(QUOTA_HIGH * scale), int(FILL * scale)
+        rand = os.urandom(self.n_blobs * BLOB_SIZE)
+        self.blobs = [rand[i * BLOB_SIZE : (i + 1) * BLOB_SIZE] for i in range(self.n_blobs)]
         self.update_calls = []
-        for start in range(0, BLOBS, BLOBS_PER_CALL):
+        for start in range(0, self.n_blobs, BLOBS_PER_CALL):
             request = re_pb2.BatchUpdateBlobsRequest(
                 requests=[
                     re_pb2.BatchUpdateBlobsRequest.Request(digest=digest_of(b), data=b)
@@ -100,14 +106,14 @@ class Workload:
         present = [digest_of(b) for b in self.blobs]
         absent = [
             re_pb2.Digest(hash=digest_of(str(i).encode()).hash, size_bytes=BLOB_SIZE)
-            for i in range(DIGESTS - BLOBS)
+            for i in range(self.n_digests - self.n_blobs)
         ]
         self.digests = present + absent
         self.find_missing = {}  # calls -> serialised requests
-        self.stream = os.urandom(STREAM_SIZE)
+        self.stream = os.urandom(self.stream_size)
         self.stream_digest = digest_of(self.stream)
         tree = TreeBuilder()
-        for d in range(TREE_DIRS):
+        for d in range(self.tree_dirs):
             for f in range(TREE_FILES):
                 tree.file(f"dir{d:03}/file{f:03}", f"dir {d} file {f}\n" * (1 + f % 8))
         self.tree_root = tree.build()
@@ -124,13 +130,13 @@ class Workload:
 
     def write_requests(self):
         name = f"uploads/{uuid.uuid4()}/blobs/{digest_key(self.stream_digest)}"
-        for offset in range(0, STREAM_SIZE, CHUNK):
+        for offset in range(0, self.stream_size, CHUNK):
             chunk = self.stream[offset : offset + CHUNK]
             yield bytestream_pb2.WriteRequest(
                 resource_name=name if offset == 0 else "",
                 write_offset=offset,
                 data=chunk,
-                finish_write=offset + len(chunk) >= STREAM_SIZE,
+                finish_write=offset + len(chunk) >= self.stream_size,
             ).SerializeToString()
 
 
@@ -145,8 +151,8 @@ def bench_batch_update(daemon, work, out):
             raise HarnessError(
                 f"{daemon.name}: BatchUpdateBlobs refused {len(bad)} blobs: {bad[0].status.message}"
             )
-    out["batch_update_blobs_per_s"] = BLOBS / clock.wall
-    out["batch_update_daemon_cpu_us_per_blob"] = clock.daemon_cpu / BLOBS * 1e6
+    out["batch_update_blobs_per_s"] = work.n_blobs / clock.wall
+    out["batch_update_daemon_cpu_us_per_blob"] = clock.daemon_cpu / work.n_blobs * 1e6
     out["batch_update_client_cpu_share"] = clock.client_cpu / clock.wall
 
 
@@ -164,16 +170,17 @@ def bench_find_missing(daemon, work, out):
         missing = sum(
             len(re_pb2.FindMissingBlobsResponse.FromString(a).missing_blob_digests) for a in answers
         )
-        if missing != DIGESTS - BLOBS:
+        if missing != work.n_digests - work.n_blobs:
             raise HarnessError(
-                f"{daemon.name}: FindMissingBlobs reported {missing} missing, expected {DIGESTS - BLOBS}"
+                f"{daemon.name}: FindMissingBlobs reported {missing} missing, "
+                f"expected {work.n_digests - work.n_blobs}"
             )
         out["find_missing_ms"] = clock.wall * 1e3
         out["find_missing_daemon_cpu_ms"] = clock.daemon_cpu * 1e3
         out["find_missing_calls"] = calls
         out["find_missing_client_cpu_share"] = clock.client_cpu / clock.wall
         return
-    raise HarnessError(f"{daemon.name}: FindMissingBlobs refused {DIGESTS} digests even in 8 calls")
+    raise HarnessError(f"{daemon.name}: FindMissingBlobs refused {work.n_digests} digests even in 8 calls")
 
 
 def bench_bytestream(daemon, work, out):
@@ -182,9 +189,9 @@ def bench_bytestream(daemon, work, out):
     requests = list(work.write_requests())
     with Clock(daemon) as clock:
         answer = write(iter(requests), timeout=300)
-    if bytestream_pb2.WriteResponse.FromString(answer).committed_size != STREAM_SIZE:
-        raise HarnessError(f"{daemon.name}: ByteStream Write did not commit {STREAM_SIZE} bytes")
-    out["bytestream_write_mb_per_s"] = STREAM_SIZE / clock.wall / 1e6
+    if bytestream_pb2.WriteResponse.FromString(answer).committed_size != work.stream_size:
+        raise HarnessError(f"{daemon.name}: ByteStream Write did not commit {work.stream_size} bytes")
+    out["bytestream_write_mb_per_s"] = work.stream_size / clock.wall / 1e6
     out["bytestream_write_daemon_cpu_ms"] = clock.daemon_cpu * 1e3
     out["bytestream_write_client_cpu_share"] = clock.client_cpu / clock.wall
     request = bytestream_pb2.ReadRequest(
@@ -196,7 +203,7 @@ def bench_bytestream(daemon, work, out):
     data = b"".join(bytestream_pb2.ReadResponse.FromString(p).data for p in parts)
     if digest_of(data) != work.stream_digest:
         raise HarnessError(f"{daemon.name}: ByteStream Read returned other bytes")
-    out["bytestream_read_mb_per_s"] = STREAM_SIZE / clock.wall / 1e6
+    out["bytestream_read_mb_per_s"] = work.stream_size / clock.wall / 1e6
     out["bytestream_read_client_cpu_share"] = clock.client_cpu / clock.wall
 
 
@@ -238,7 +245,7 @@ def run_stage_capture(daemon, work, out, mode, suffix):
     with Clock(daemon) as restage:
         daemon.stage(work.tree_root, mode).unstage()
     out["restage_ms" + suffix] = restage.wall * 1e3
-    files = TREE_DIRS * TREE_FILES
+    files = work.tree_dirs * TREE_FILES
     out["stage_ms" + suffix] = stage.wall * 1e3
     out["capture_ms" + suffix] = capture.wall * 1e3
     out["unstage_ms" + suffix] = unstage.wall * 1e3
@@ -246,15 +253,15 @@ def run_stage_capture(daemon, work, out, mode, suffix):
     out["capture_daemon_cpu_us_per_file" + suffix] = capture.daemon_cpu / files * 1e6
 
 
-def bench_expiry(binary, workdir, name, out):
+def bench_expiry(binary, workdir, name, work, out):
     daemon = Daemon(
-        binary, workdir, f"{name}-expiry", extra_args=[f"--quota-high={QUOTA_HIGH}", "--quota-low=50%"]
+        binary, workdir, f"{name}-expiry", extra_args=[f"--quota-high={work.quota_high}", "--quota-low=50%"]
     ).start()
     try:
         call = raw(daemon.channel, "unary_unary", CAS + "BatchUpdateBlobs")
         latencies, refused = [], 0
         cpu_before = daemon.cpu_seconds()
-        for _ in range(FILL // (WRITE_BLOBS * WRITE_BLOB_SIZE)):
+        for _ in range(work.fill // (WRITE_BLOBS * WRITE_BLOB_SIZE)):
             request = re_pb2.BatchUpdateBlobsRequest(
                 requests=[
                     re_pb2.BatchUpdateBlobsRequest.Request(digest=digest_of(b), data=b)
@@ -281,7 +288,7 @@ def bench_expiry(binary, workdir, name, out):
     out["expiry_write_max_ms"] = latencies[-1] * 1e3
     out["expiry_writes_refused"] = refused
     out["expiry_usage_after_mib"] = usage / 2**20
-    out["expiry_fill_mb_per_s"] = FILL / sum(latencies) / 1e6
+    out["expiry_fill_mb_per_s"] = work.fill / sum(latencies) / 1e6
 
 
 def run_round(binary, name, workdir, expiry_dir, work):
@@ -297,7 +304,7 @@ def run_round(binary, name, workdir, expiry_dir, work):
     finally:
         daemon.kill()
         shutil.rmtree(daemon.root, ignore_errors=True)
-    bench_expiry(binary, expiry_dir, name, out)
+    bench_expiry(binary, expiry_dir, name, work, out)
     return out
 
 
@@ -368,6 +375,7 @@ def rows(raw):
                 Stats.of(baseline, scale),
                 higher_is_better=higher,
                 target=Target(*target) if target else None,
+                note=f"sizes x{raw['scale']}" if raw.get("scale", 1) != 1 else "",
             )
         )
     return out
@@ -388,6 +396,9 @@ def main():
     parser.add_argument(
         "--expiry-dir", default="/var/tmp", help="where the expiry section's cache goes (default /var/tmp, on disk)"
     )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="shrink every count and size by this (a smoke run: 0.05)"
+    )
     parser.add_argument("--json", help="also write the raw figures here")
     args = parser.parse_args()
 
@@ -399,7 +410,7 @@ def main():
         f"casd bench: baseline {args.baseline}\n            candidate {args.candidate}\n"
         f"            {args.rounds} rounds A B, caches in {workdir} ({fs}), expiry in {expiry_dir} ({expiry_fs})"
     )
-    work = Workload()
+    work = Workload(args.scale)
     runs = {"baseline": [], "candidate": []}
     try:
         for round_ in range(args.rounds):
@@ -432,6 +443,7 @@ def main():
                 {
                     "baseline": args.baseline,
                     "candidate": args.candidate,
+                    "scale": args.scale,
                     "filesystem": fs,
                     "expiry_filesystem": expiry_fs,
                     "runs": runs,

@@ -147,10 +147,10 @@ def markdown_table(rows):
     ]
     for row in rows:
         unit = f" {row.unit}"
-        peer = spread(row.peer) + unit if row.peer else "–"
+        peer = spread(row.peer).replace("-", "–") + unit if row.peer else "–"
         label = row.label + (f" ({row.note})" if row.note else "")
         out.append(
-            f"| {row.bench} | {label} | {peer} | {spread(row.rebox)}{unit} | {ratio_text(row).replace('-', '–')} "
+            f"| {row.bench} | {label} | {peer} | {spread(row.rebox).replace('-', '–')}{unit} | {ratio_text(row).replace('-', '–')} "
             f"| {row.verdict.replace('<=', '≤').replace('>=', '≥') or '–'} |"
         )
     return "\n".join(out)

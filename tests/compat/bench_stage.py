@@ -50,7 +50,7 @@ the runner's peak RSS (as bench_run measures it), and each daemon's peak RSS (Vm
 it.
 
     bench_stage.py --candidate PATH [--candidate-casd PATH] [--runs N] [--warmup N] [--dir DIR]
-                   [--json FILE]
+                   [--scale F] [--json FILE]
 """
 
 import argparse
@@ -137,20 +137,25 @@ def command_action(tree, argv, output_paths=()):
     return re_pb2.Action(command_digest=digest_of(data), input_root_digest=root, platform=platform)
 
 
-def stage_workload(busybox):
+def scaled(count, scale, least=1):
+    return max(least, int(count * scale))
+
+
+def stage_workload(busybox, scale=1.0):
     """Bench (b): (action bytes, probe action bytes, blobs, the cat file's path and md5)."""
-    sizes = size_mix(1, INPUT_FILES, INPUT_BYTES, 3000)
+    input_dirs = scaled(INPUT_DIRS, scale, 6)
+    sizes = size_mix(1, scaled(INPUT_FILES, scale, 100), scaled(INPUT_BYTES, scale), 3000)
     tops = ["usr/bin", "usr/lib", "usr/include", "usr/share/doc", "usr/share/locale", "etc"]
     dirs = [
         f"{tops[i % len(tops)]}/pkg{i // len(tops):02}" + ("/sub" if i % 7 == 0 else "")
-        for i in range(INPUT_DIRS)
+        for i in range(input_dirs)
     ]
     rng = random.Random(2)
     tree = TreeBuilder()
     tree.file("bin/busybox", busybox, executable=True)
     paths = []
     for index, data in enumerate(contents("rebox bench stage (b)", sizes)):
-        path = f"{dirs[rng.randrange(INPUT_DIRS)]}/f{index:05}"
+        path = f"{dirs[rng.randrange(input_dirs)]}/f{index:05}"
         tree.file(path, data)
         paths.append((abs(len(data) - CAT_SIZE), path, data))
     _, cat_path, cat_data = min(paths)
@@ -161,11 +166,12 @@ def stage_workload(busybox):
     return action.SerializeToString(), probe.SerializeToString(), tree.blobs, cat_path, cat_data
 
 
-def capture_workload(busybox):
+def capture_workload(busybox, scale=1.0):
     """Bench (c): (action bytes, blobs, the Directory digest out/ must be captured as)."""
-    sizes = size_mix(3, OUTPUT_FILES, OUTPUT_BYTES, 12000)
+    output_dirs = scaled(OUTPUT_DIRS, scale, 4)
+    sizes = size_mix(3, scaled(OUTPUT_FILES, scale, 100), scaled(OUTPUT_BYTES, scale), 12000)
     rng = random.Random(4)
-    dirs = [f"{['lib', 'share', 'include', 'bin'][i % 4]}/part{i:02}" for i in range(OUTPUT_DIRS)]
+    dirs = [f"{['lib', 'share', 'include', 'bin'][i % 4]}/part{i:02}" for i in range(output_dirs)]
     expected = TreeBuilder()
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w", format=tarfile.USTAR_FORMAT) as tar:
@@ -174,7 +180,7 @@ def capture_workload(busybox):
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, MTIME
             tar.addfile(info)
         for index, data in enumerate(contents("rebox bench stage (c)", sizes)):
-            path = f"{dirs[rng.randrange(OUTPUT_DIRS)]}/o{index:04}"
+            path = f"{dirs[rng.randrange(output_dirs)]}/o{index:04}"
             info = tarfile.TarInfo(f"out/{path}")
             info.size, info.mode, info.mtime = len(data), 0o644, MTIME
             tar.addfile(info, io.BytesIO(data))
@@ -320,6 +326,7 @@ def rows(raw):
                 Stats.of(configs[name][key], 1e3),
                 Stats.of(configs[peer][key], 1e3),
                 target=Target("<=", target) if target else None,
+                note=f"sizes x{raw['scale']}" if raw.get("scale", 1) != 1 else "",
             )
         )
 
@@ -372,6 +379,9 @@ def main():
     parser.add_argument(
         "--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None, help="where caches go"
     )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="shrink the trees' file counts and sizes (a smoke run: 0.05)"
+    )
     parser.add_argument("--json", help="also write the raw figures here")
     args = parser.parse_args()
     if args.runs < 1 or args.warmup < 0:
@@ -385,8 +395,8 @@ def main():
     daemons, configs, notes, results = [], [], [], {}
     try:
         busybox = static_busybox()
-        stage_action, probe_action, stage_blobs, cat_path, cat_data = stage_workload(busybox)
-        capture_action, capture_blobs, out_digest = capture_workload(busybox)
+        stage_action, probe_action, stage_blobs, cat_path, cat_data = stage_workload(busybox, args.scale)
+        capture_action, capture_blobs, out_digest = capture_workload(busybox, args.scale)
         blobs = {**stage_blobs, **capture_blobs}
         cand_link, base_link = runner_link(args.candidate, workdir), runner_link(args.baseline_run, workdir)
         for name, casd, runner, mode in (
@@ -415,8 +425,9 @@ def main():
         fs = os.popen(f"stat -f -c %T {workdir}").read().strip()
         print(
             f"stage bench: candidate {args.candidate}, candidate casd {candidate_casd}\n"
-            f"  (b) {INPUT_FILES} files / {INPUT_BYTES / 1e6:.0f} MB in, cat {cat_path} ({len(cat_data)} B); "
-            f"(c) {OUTPUT_FILES} files / {OUTPUT_BYTES / 1e6:.0f} MB out of a staged tar\n"
+            f"  (b) {scaled(INPUT_FILES, args.scale, 100)} files / {scaled(INPUT_BYTES, args.scale) / 1e6:.0f} MB "
+            f"in, cat {cat_path} ({len(cat_data)} B); (c) {scaled(OUTPUT_FILES, args.scale, 100)} files / "
+            f"{scaled(OUTPUT_BYTES, args.scale) / 1e6:.0f} MB out of a staged tar\n"
             f"  {args.runs} runs each after {args.warmup} warm-up, interleaved "
             f"{' '.join(c.name for c in configs)}; caches in {workdir} ({fs}); "
             f"set up in {time.monotonic() - started:.0f} s"
@@ -464,6 +475,7 @@ def main():
                     "candidate_casd": candidate_casd,
                     "baseline_run": args.baseline_run,
                     "baseline_casd": args.baseline_casd,
+                    "scale": args.scale,
                     "filesystem": fs,
                     "staged_on": staged_on,
                     "notes": notes,

