@@ -34,8 +34,10 @@ session of each configuration, each round (its wall and CPU time: Python start-u
 project, starting and stopping casd, cache-key computation); the build minus it is roughly what
 building costs (with the 1 s sleep). One unmeasured `bst show` first warms the page cache.
 Reported: median, min, max per configuration and the ratio of medians to bb-run+bb-casd; target
-(issue #7, report only): cold build <= 0.8x. Costs about 6 s per configuration and round on an idle
-machine (a ~3.6 s build, a ~1 s show, session setup), plus ~2 s per configuration for the checkout.
+(issue #7, report only): cold build <= 0.8x. Costs 5-8 s per configuration and round (a 3-5 s
+build, a ~1 s show, session setup), plus ~1 s per configuration for the checkout: ~40 s for the
+default 3 rounds of 2 configurations, ~70 s with --mixed, on this 2-core machine under some load.
+Wall times here swing by 10-30% with the machine's other load; the CPU times are steadier.
 
     bench_bst.py [--candidate PATH] [--candidate-casd PATH] [--baseline-run PATH] [--baseline-casd PATH]
                  [--rounds N] [--mixed] [--no-show] [--dir DIR] [--json FILE]
