@@ -52,14 +52,12 @@ impl Store {
         self.copy_in(file, expected, |source| StoreError::io("read", path, source))
     }
 
-    /// Stores `data` already known to have `digest`, unless the object is present.
+    /// Stores `data`, just hashed to `digest` by the caller, unless the object is present.
     fn put_hashed(&self, digest: &Digest, data: &[u8]) -> Result<()> {
         if self.touch_if_present(digest) {
             return Ok(());
         }
-        let mut writer = self.writer(Some(*digest))?;
-        writer.write_all(data)?;
-        writer.commit().map(drop)
+        self.write_hashed(digest, data)
     }
 
     fn copy_in(

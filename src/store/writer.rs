@@ -59,6 +59,17 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Publishes `data`, whose digest the caller has just computed from these very bytes, without
+    /// hashing it again (a [`BlobWriter`] would).
+    pub(super) fn write_hashed(&self, digest: &Digest, data: &[u8]) -> Result<()> {
+        self.inner.admit(digest.size(), || self.contains(digest))?;
+        let temp = self.inner.tmp.create_file(OBJECT_MODE)?;
+        temp.file().write_all(data).at("write temporary file", temp.display_path())?;
+        publish(&self.inner, digest, |dir, name| temp.link_at(dir, name))
+    }
+}
+
 impl BlobWriter {
     /// Appends `data` to the blob.
     pub fn write_all(&mut self, data: &[u8]) -> Result<()> {

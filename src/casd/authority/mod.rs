@@ -27,8 +27,10 @@ const READ_CHUNK: usize = 64 * 1024;
 pub struct LocalAuthority<S> {
     inner: S,
     rewriter: Rewriter,
-    /// Bytes read but not yet rewritten (an incomplete frame).
+    /// Bytes read but not yet rewritten (an incomplete frame) are `input[..filled]`; the rest is
+    /// room for the next read, zeroed once when it grows rather than on every read.
     input: Vec<u8>,
+    filled: usize,
     /// Rewritten bytes not yet handed to the reader, from `output_at` on.
     output: Vec<u8>,
     output_at: usize,
@@ -42,6 +44,7 @@ impl<S> LocalAuthority<S> {
             inner,
             rewriter: Rewriter::default(),
             input: Vec::new(),
+            filled: 0,
             output: Vec::new(),
             output_at: 0,
             eof: false,
@@ -71,7 +74,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for LocalAuthority<S> {
                 return Poll::Ready(Ok(()));
             }
             let forwardable = this.rewriter.forwardable();
-            if this.input.is_empty() && forwardable > 0 {
+            if this.filled == 0 && forwardable > 0 {
                 // Frame payloads (DATA above all) go straight into the reader's buffer.
                 let limit = buf.remaining().min(forwardable);
                 let mut direct = ReadBuf::new(buf.initialize_unfilled_to(limit));
@@ -81,21 +84,24 @@ impl<S: AsyncRead + Unpin> AsyncRead for LocalAuthority<S> {
                 this.rewriter.forwarded(n);
                 return Poll::Ready(Ok(()));
             }
-            let start = this.input.len();
-            this.input.resize(start + READ_CHUNK, 0);
-            let mut chunk = ReadBuf::new(&mut this.input[start..]);
+            if this.input.len() - this.filled < READ_CHUNK {
+                this.input.resize(this.filled + READ_CHUNK, 0);
+            }
+            let mut chunk = ReadBuf::new(&mut this.input[this.filled..]);
             let read = Pin::new(&mut this.inner).poll_read(cx, &mut chunk);
             let n = chunk.filled().len();
-            this.input.truncate(start + n);
             ready!(read)?;
             if n == 0 {
                 // End of stream: whatever is left (an incomplete frame) goes on as it is.
                 this.eof = true;
-                this.output.append(&mut this.input);
+                this.output.extend_from_slice(&this.input[..this.filled]);
+                this.filled = 0;
                 continue;
             }
-            let used = this.rewriter.process(&this.input, &mut this.output);
-            this.input.drain(..used);
+            this.filled += n;
+            let used = this.rewriter.process(&this.input[..this.filled], &mut this.output);
+            this.input.copy_within(used..this.filled, 0);
+            this.filled -= used;
         }
     }
 }
