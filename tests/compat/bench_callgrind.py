@@ -543,6 +543,15 @@ def print_summary(raw):
         )
 
 
+def unmeasurable_reason(figures):
+    """The short form of why valgrind could not count a configuration."""
+    reason = figures.get("unmeasurable") or "no figure"
+    calls = sorted(set(re.findall(r"\b(openat2|pidfd_open|open_tree|move_mount|fsopen|fsconfig|fsmount|mount_setattr)\b", reason)))
+    if calls:
+        return f"valgrind lacks {', '.join(calls)}"
+    return reason.splitlines()[0][:80]
+
+
 def rows(raw):
     """Instructions of one action in the runner's process: the candidate runner and the embedded
     one against buildbox-run, each only when valgrind could run it; the daemons' per action when
@@ -554,17 +563,19 @@ def rows(raw):
         ("run+casd", "instructions of one action, runner process"),
         ("embedded", "instructions of one action, embedded runner"),
     ):
-        counts = configs.get(name, {}).get("instructions")
-        if counts:
-            out.append(
-                Row(
-                    "callgrind",
-                    label,
-                    "Minstr",
-                    rebox=Stats.of(counts, 1e-6),
-                    peer=Stats.of(base, 1e-6) if base else None,
-                )
+        if name not in configs:
+            continue
+        counts = configs[name].get("instructions")
+        out.append(
+            Row(
+                "callgrind",
+                label,
+                "Minstr",
+                rebox=Stats.of(counts, 1e-6) if counts else None,
+                peer=Stats.of(base, 1e-6) if base else None,
+                note="" if counts else f"not measurable: {unmeasurable_reason(configs[name])}",
             )
+        )
     daemon = raw.get("daemon", {})
     if "casd" in daemon and "bb-casd" in daemon:
         out.append(

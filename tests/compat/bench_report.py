@@ -50,7 +50,7 @@ class Target:
     of: str = "ratio"
 
     def met(self, row):
-        value = row.ratio if self.of == "ratio" else row.rebox.median
+        value = row.ratio if self.of == "ratio" else row.rebox.median if row.rebox else None
         if value is None:
             return None
         return value <= self.bound if self.op == "<=" else value >= self.bound
@@ -62,12 +62,13 @@ class Target:
 
 @dataclass
 class Row:
-    """One figure: rebox's, its peer's (None when BuildBox has no counterpart), and the target."""
+    """One figure: rebox's, its peer's (None when BuildBox has no counterpart), and the target.
+    rebox's is None when it could not be measured; the note then says why."""
 
     bench: str
     label: str
     unit: str
-    rebox: Stats
+    rebox: Stats | None
     peer: Stats | None = None
     higher_is_better: bool = False
     target: Target | None = None
@@ -75,7 +76,7 @@ class Row:
     ratio: float | None = field(init=False, default=None)
 
     def __post_init__(self):
-        if self.peer is not None and self.peer.median:
+        if self.rebox is not None and self.peer is not None and self.peer.median:
             self.ratio = self.rebox.median / self.peer.median
 
     @property
@@ -121,8 +122,10 @@ def spread(stats):
 
 def text_table(rows):
     """Fixed-width lines for a terminal."""
-    head = ("bench", "figure", "unit", "BuildBox median (min-max)", "rebox median (min-max)", "ratio", "target")
-    lines = [[r.bench, r.label, r.unit, spread(r.peer), spread(r.rebox), ratio_text(r), r.verdict] for r in rows]
+    head = ("bench", "figure", "unit", "BuildBox median (min-max)", "rebox median (min-max)", "ratio", "target", "note")
+    lines = [
+        [r.bench, r.label, r.unit, spread(r.peer), spread(r.rebox), ratio_text(r), r.verdict, r.note] for r in rows
+    ]
     widths = [min(60, max(len(h), *(len(line[i]) for line in lines))) if lines else len(h) for i, h in enumerate(head)]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
     for line in lines:
@@ -148,9 +151,10 @@ def markdown_table(rows):
     for row in rows:
         unit = f" {row.unit}"
         peer = spread(row.peer).replace("-", "–") + unit if row.peer else "–"
+        rebox = spread(row.rebox).replace("-", "–") + unit if row.rebox else "–"
         label = row.label + (f" ({row.note})" if row.note else "")
         out.append(
-            f"| {row.bench} | {label} | {peer} | {spread(row.rebox).replace('-', '–')}{unit} | {ratio_text(row).replace('-', '–')} "
+            f"| {row.bench} | {label} | {peer} | {rebox} | {ratio_text(row).replace('-', '–')} "
             f"| {row.verdict.replace('<=', '≤').replace('>=', '≥') or '–'} |"
         )
     return "\n".join(out)

@@ -53,11 +53,13 @@ QUICK = {
     "callgrind": [],
 }
 
+# What each bench gets in a full run beyond its own defaults.
+FULL = {"callgrind": ["--daemon-actions", "3"]}
+
 
 def bench_argv(name, candidate, json_path, quick):
     argv = [sys.executable, os.path.join(HERE, f"bench_{name}.py"), "--candidate", candidate, "--json", json_path]
-    if quick:
-        argv += QUICK[name]
+    argv += QUICK[name] if quick else FULL.get(name, [])
     return argv + shlex.split(os.environ.get(f"REBOX_BENCH_{name.upper()}_ARGS", ""))
 
 
