@@ -1,52 +1,59 @@
 """Expiry benchmark (issue #7): a cache of 1,000,000 small blobs expired down to its low mark while
 a client keeps writing; buildbox-casd (baseline) and a candidate daemon, interleaved A B A B.
 
-The cache: --blobs (default 1,000,000) distinct blobs of 256 to 1024 bytes (640 on average; an
-8-byte counter then fixed random bytes, so every content differs), each stored under its SHA-256
-in the layout both daemons share, CACHE/cas/objects/<2 hex>/<62 hex>, mode 0444. It is written
-once per bench run (the template; --workers processes, os.open/os.write/os.close per file, which
-is all kernel time: on this VM's ext4 a file create costs 50-100 us, so 1M take about a minute),
-and each daemon run gets its own copy made of hard links to it. The copy is made once and, after
-each run, put back as it was: the objects the run expired are linked again from the template and
-the ones it wrote are unlinked, which costs ~40% of a `cp -al` of the whole tree plus the `rm` of
-the last copy. Hard links share their inode, so an object keeps the template's mtime (the LRU
-clock both daemons expire by: the oldest written first); neither daemon touches an object it does
-not read or write, and the template's mtimes are checked unchanged after every run. An expiry of
-a linked copy unlinks a name but frees no inode: a bit cheaper than a real expiry, for both alike.
+The cache: --blobs (default 1,000,000) objects of 256 to 1024 bytes (640 on average), each named
+by the SHA-256 of a distinct content (an 8-byte counter, then fixed random bytes), in the layout
+both daemons share, CACHE/cas/objects/<2 hex>/<62 hex>, mode 0444. By default an object is a
+sparse file of its length (st_size right, no data block; --with-content writes the bytes):
+neither daemon reads an object to scan or expire it (both stat it: st_size is the usage, mtime the
+LRU clock), and on this VM's ext4 (no journal, mounted with discard) writing 1M data blocks and
+later freeing them costs ~4 minutes, all of it writeback and discards that would run under the
+measurements. The objects are created once per bench run (the template; --workers processes,
+open/ftruncate/close then a hard link into the copy; all kernel time: 50-120 us an object here,
+depending on how many inodes anyone on the filesystem freed in the last minutes, as ext4 without
+a journal skips recently freed inodes when it allocates one), then synced. Every run gets the copy,
+made of hard links to the template, and afterwards it is put back: what the run expired is linked
+again from the template, what it wrote is moved to a graveyard dir (unlinking would free inodes
+and slow the next run's creates), and synced again. Linked names share the template's inodes, so
+each object keeps its mtime (checked on a sample after every run), and expiring one unlinks a name
+without freeing an inode or a block: a bit cheaper than a real expiry, for both daemons alike.
 Caches go on disk (--dir, default /var/tmp), not tmpfs, where an unlink costs next to nothing.
 
-Both daemons count an object's st_size (not its blocks) and scan cas/objects before they listen;
-rebox also indexes the objects again in a background thread (its log: "expiry: indexed N objects
-in X ms"). So each run: start the daemon on the 1M-object copy with --quota-high=H
---quota-low=50% and the default cleanup threshold (both: 65% of the way from low to high, i.e.
-82.5% of H), H chosen so that the usage U0 sits just below that threshold (2.5 write calls
-below); measure the time from spawn to the socket answering (startup) and to the daemon's CPU
-going quiet (its scans done; settled), then start writing. The writer sends BatchUpdateBlobs of
-8 new 1 KiB blobs (pre-serialised, raw bytes) every 5 ms; its 3rd call takes the usage over the
-threshold (the crossing: the end of that call), which is what starts an expiry in both daemons,
-as it does on a BuildStream cache filling up. A second channel polls GetLocalDiskUsage every 10
-ms. Expiry is done at the first poll where the daemon has freed at least the excess it had at the
-crossing (usage <= low mark + what was written since the crossing: a daemon that frees a fixed
-amount and one that chases the writer until usage <= low count the same work).
-Measured per run: expiry time (crossing to done), the time to the first drop in usage (what
-expiry spends before it unlinks: a scan, a sort), whether and when usage <= low; every write that
-overlapped the window: count, p50, p99, max, over 50 ms, refused; the daemon's CPU in the window;
-startup and settled times; peak RSS (VmHWM) at the end. Checked per run, else HarnessError: the
-daemon reports U0 = the template's bytes and H as its quota; expiry ends within --timeout; once
-writes stop and it is quiet, usage is between the low mark (less 1%) and H; the objects gone from
-disk are old ones (a sample of the kept ones is no older than the newest gone), their bytes plus
-the usage equal U0 plus what was written (the daemon's figure agrees with the disk); every blob
-written is still there.
-The daemon runs at --log-level=info when it is rebox (a few lines per expiry pass, none per call:
-its index and removal times are reported) and warning otherwise (buildbox-casd logs every call at
-info). Target (reported only): rebox expires 1M blobs in < 2 s with no write blocked over 50 ms.
-Cost with the defaults: ~1 min for the template, ~20 s a run, ~40 s to remove it all at the end.
+Both daemons count st_size, not blocks, and scan cas/objects before they listen; rebox then
+indexes the objects again in a background thread; buildbox-casd lists and sorts them afresh at
+each cleanup pass. Its cleanup starts from a check of the usage every 5 s or so, rebox's from the
+write that crosses the threshold. Each run: start the daemon on the copy with --quota-high=H
+--quota-low=50% and the default cleanup threshold (both: 65% of the way from low to high, 82.5%
+of H), H such that the usage U0 sits 50.5 write calls below the threshold. Measured: spawn to the
+socket answering (startup), and to the daemon's CPU going quiet (settled: its scans and index
+done); then the writer starts: BatchUpdateBlobs of 4 new 1 KiB blobs (pre-serialised) every 10
+ms, or at once after a call that took longer. Its first 50 calls see no expiry (their median is
+the calm write latency); the 51st takes the usage over the threshold (the crossing: the end of
+that call). A second channel polls GetLocalDiskUsage every 10 ms. The expiry is done at the first
+poll where the daemon has freed at least the excess it had at the crossing (usage <= low mark +
+what was written since: a daemon that frees a fixed amount and one that chases the writer down to
+the low mark count the same work). The daemons run at --log-level=info, where both log their
+passes (rebox: when one ends and how long it took, and how long its index took; buildbox-casd:
+when one starts, when it has sorted its list, when it ends; it also logs every call, ~300 lines/s
+here); the start of the pass that did the work is read from there, else it is the crossing.
+Figures per run: the expiry (that start to done; the target's figure), crossing to done (which adds
+buildbox-casd's wait for its next check), the first drop in usage after the start (what a pass
+spends before it unlinks), the daemon's CPU from start to done (the writes' included), every write
+that overlapped start..done: count, p50, p99, max, over 50 ms, refused; startup, settled, peak RSS
+(VmHWM) at the end. Checked per run, else HarnessError: the daemon counts exactly U0 and reports
+H as its quota; the expiry ends within --timeout; once writes stop and the daemon is quiet, usage is
+between the low mark (less 1%) and H and equals U0 + what was written - the bytes of the objects
+gone from disk; every blob written is on disk; no sampled kept object is older than the newest one
+gone (least recently used first); the template's sampled mtimes are unchanged.
+Target (reported only): rebox expires 1M blobs in < 2 s with no write blocked over 50 ms.
+Cost with the defaults: COST.
 
     bench_expiry.py [--candidate PATH] [--baseline PATH] [--rounds N] [--blobs N] [--workers N]
-                    [--dir DIR] [--timeout S] [--json FILE]
+                    [--with-content] [--dir DIR] [--timeout S] [--json FILE]
 """
 
 import argparse
+import concurrent.futures
 import json
 import math
 import multiprocessing
@@ -152,7 +159,7 @@ class Template:
         if found != count:
             raise HarnessError(f"template: {found} objects written, expected {count}")
         self.mtime_sample = self.sample_mtimes()
-        self.buried = 0
+        self.runs = 0  # names the graveyard's entries
 
     def sample_mtimes(self):
         """mtimes of every 61st object of every 16th fan-out dir: to check no run changed the
@@ -169,39 +176,41 @@ class Template:
         if changed:
             raise HarnessError(f"{name}: the run changed the mtime of template objects, e.g. {changed[0]}")
 
-    def diff_and_restore(self):
+    def diff_and_restore(self, threads, restore=True):
         """Puts the copy back as the template is, and says what the run changed: the template's
         objects gone (count, bytes, newest mtime), the new ones (count, bytes), and how many of a
-        sample of the kept template objects are older than the newest gone (LRU order broken)."""
-        gone = gone_bytes = newest_gone = new = new_bytes = 0
-        kept_sample = []
-        for fan_out in FAN_OUTS:
-            source, dest = os.path.join(self.objects, fan_out), os.path.join(self.copy, fan_out)
-            present = set(os.listdir(dest))
-            expected = self.names[fan_out]
-            for name in present - expected:
-                path = os.path.join(dest, name)
-                new += fan_out + name != EMPTY
-                new_bytes += os.lstat(path).st_size
-                self.buried += 1
-                os.rename(path, os.path.join(self.graveyard, str(self.buried)))
-            for name in expected - present:
-                stat = os.lstat(os.path.join(source, name))
-                gone += 1
-                gone_bytes += stat.st_size
-                newest_gone = max(newest_gone, stat.st_mtime_ns)
-                os.link(os.path.join(source, name), os.path.join(dest, name))
-            kept_sample += [os.path.join(source, name) for name in sorted(present & expected)[::499]]
+        sample of the kept template objects are older than the newest gone (LRU order broken).
+        Not put back if not `restore` (after the last run). Threads, a fan-out dir at a time: link
+        and rename run without the GIL."""
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(lambda fan_out: self.restore_fan_out(fan_out, restore), FAN_OUTS))
+        newest_gone = max(part["newest_gone"] for part in parts)
+        kept_sample = [path for part in parts for path in part["kept_sample"]]
         older_kept = sum(os.lstat(path).st_mtime_ns < newest_gone for path in kept_sample)
         os.sync()
-        return {
-            "gone": gone,
-            "gone_bytes": gone_bytes,
-            "new": new,
-            "new_bytes": new_bytes,
-            "kept_sampled": len(kept_sample),
-            "kept_older_than_gone": older_kept,
-        }
+        totals = {key: sum(part[key] for part in parts) for key in ("gone", "gone_bytes", "new", "new_bytes")}
+        return dict(totals, kept_sampled=len(kept_sample), kept_older_than_gone=older_kept)
+
+    def restore_fan_out(self, fan_out, restore):
+        source, dest = os.path.join(self.objects, fan_out), os.path.join(self.copy, fan_out)
+        present = set(os.listdir(dest))
+        expected = self.names[fan_out]
+        out = {"gone": 0, "gone_bytes": 0, "newest_gone": 0, "new": 0, "new_bytes": 0}
+        for number, name in enumerate(present - expected):
+            path = os.path.join(dest, name)
+            out["new"] += fan_out + name != EMPTY
+            out["new_bytes"] += os.lstat(path).st_size
+            if restore:
+                os.rename(path, os.path.join(self.graveyard, f"{fan_out}-{self.runs}-{number}"))
+        for name in expected - present:
+            stat = os.lstat(os.path.join(source, name))
+            out["gone"] += 1
+            out["gone_bytes"] += stat.st_size
+            out["newest_gone"] = max(out["newest_gone"], stat.st_mtime_ns)
+            if restore:
+                os.link(os.path.join(source, name), os.path.join(dest, name))
+        out["kept_sample"] = [os.path.join(source, name) for name in sorted(present & expected)[::499]]
+        return out
 
 
 def remove_tree(path, workers):
@@ -467,7 +476,7 @@ def summarise(daemon, writer, poller, timeline, usage0, wall_offset, out):
     )
 
 
-def run_round(binary, name, template, workdir, timeout):
+def run_round(binary, name, template, workdir, timeout, threads, restore):
     """One daemon on the template's linked copy (moved in, and out again): see the docstring."""
     quota = quota_for(template.bytes)
     daemon = Daemon(
@@ -525,7 +534,8 @@ def run_round(binary, name, template, workdir, timeout):
             out.update(log_figures(daemon.log_path))
         shutil.rmtree(daemon.root, ignore_errors=True)
     started = time.perf_counter()
-    out.update(template.diff_and_restore())
+    template.runs += 1
+    out.update(template.diff_and_restore(threads, restore))
     out["restore_s"] = time.perf_counter() - started
     check_round(name, template, out)
     template.check_untouched(name)
@@ -612,12 +622,14 @@ def main():
         for round_ in range(args.rounds):
             for name, binary in daemons:
                 started = time.monotonic()
-                out = run_round(binary, name, template, root, args.timeout)
+                last = round_ == args.rounds - 1 and name == daemons[-1][0]
+                out = run_round(binary, name, template, root, args.timeout, args.workers, restore=not last)
                 runs[name].append(out)
                 print(
                     f"  round {round_ + 1} {name}: expiry {out['expiry_ms']:.0f} ms ({out['gone']} objects), "
                     f"writes max {out['write_max_ms']:.1f} ms, startup {out['startup_ms']:.0f} ms; "
-                    f"{time.monotonic() - started:.1f}s ({out['restore_s']:.1f}s of it putting the copy back)",
+                    f"{time.monotonic() - started:.1f}s ({out['restore_s']:.1f}s of it checking the copy"
+                    f"{'' if last else ' and putting it back'})",
                     flush=True,
                 )
     except HarnessError as error:
@@ -684,7 +696,9 @@ def rows(raw):
         row("write_p99_ms", "write p99 during expiry", "ms"),
         row("writes_over_50ms", "writes over 50 ms during expiry", "calls"),
         row("expiry_daemon_cpu_ms", "daemon CPU during expiry", "ms"),
-        row("startup_ms", f"startup on a {blobs}-object cache", "ms"),
+        row("quota_restored_ms", "threshold crossed until back at low mark", "ms", note="incl. the wait to start"),
+        row("startup_ms", f"startup on a {blobs}-object cache", "ms", note="until it answers"),
+        row("settled_ms", f"startup until idle, {blobs}-object cache", "ms", note="its scans and index done"),
         row("peak_rss_kib", f"casd peak RSS, {blobs}-object cache", "MiB", scale=1 / 1024),
     ]
 
