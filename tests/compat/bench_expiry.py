@@ -7,9 +7,9 @@ both daemons share, CACHE/cas/objects/<2 hex>/<62 hex>, mode 0444. By default an
 sparse file of its length (st_size right, no data block; --with-content writes the bytes):
 neither daemon reads an object to scan or expire it (both stat it: st_size is the usage, mtime the
 LRU clock), and on this VM's ext4 (no journal, mounted with discard) writing 1M data blocks and
-later freeing them costs ~4 minutes, all of it writeback and discards that would run under the
+later freeing them costs 3-4 minutes, all of it writeback and discards that would run under the
 measurements. The objects are created once per bench run (the template; --workers processes,
-open/ftruncate/close then a hard link into the copy; all kernel time: 50-120 us an object here,
+open/ftruncate/close then a hard link into the copy; all kernel time: 40-190 us an object here,
 depending on how many inodes anyone on the filesystem freed in the last minutes, as ext4 without
 a journal skips recently freed inodes when it allocates one), then synced. Every run gets the copy,
 made of hard links to the template, and afterwards it is put back: what the run expired is linked
@@ -46,7 +46,10 @@ between the low mark (less 1%) and H and equals U0 + what was written - the byte
 gone from disk; every blob written is on disk; no sampled kept object is older than the newest one
 gone (least recently used first); the template's sampled mtimes are unchanged.
 Target (reported only): rebox expires 1M blobs in < 2 s with no write blocked over 50 ms.
-Cost with the defaults: COST.
+Cost with the defaults (one round) on this 2-core VM: the template 1-3 min (40-190 us an object,
+as above), a buildbox-casd run 35-45 s (it takes ~17 s to expire), a rebox run ~20 s, removing it
+all ~25 s: 3-4 min in all, 2 min on a quiet filesystem; each further round adds ~1 min. Run it
+last: the 2M names it removes at the end slow file creation on this filesystem for a minute.
 
     bench_expiry.py [--candidate PATH] [--baseline PATH] [--rounds N] [--blobs N] [--workers N]
                     [--with-content] [--dir DIR] [--timeout S] [--json FILE]
