@@ -56,7 +56,7 @@ import threading
 import time
 
 from bench_report import Row, Stats, Target
-from bench_run import is_rebox
+from bench_run import KIB_TO_MB, is_rebox
 from bst_build import (
     BUILD_TIMEOUT,
     CHECKOUT_TIMEOUT,
@@ -392,7 +392,7 @@ def rows(raw):
 
     out = [
         Row("bst", "BuildStream cold build", "s", **pair("build_seconds"), target=Target("<=", TARGET_RATIO)),
-        Row("bst", "casd peak RSS during the cold build", "MiB", **pair("casd_peak_rss_kib", 1 / 1024)),
+        Row("bst", "casd peak RSS during the cold build", "MB", **pair("casd_peak_rss_kib", KIB_TO_MB)),
         Row("bst", "CPU of bst's process tree, cold build", "s", **pair("build_cpu_seconds")),
     ]
     if "run+bb-casd" in configs:

@@ -77,6 +77,7 @@ from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution
 from buildstream._protos.build.buildgrid import local_cas_pb2
 
 from bench_report import Row, Stats, Target, text_table
+from bench_run import KIB_TO_MB
 from casd import Daemon, HarnessError, bundled_buildbox, channel_options, digest_of
 
 BLOBS, MIN_SIZE, MAX_SIZE = 1_000_000, 256, 1024
@@ -340,12 +341,6 @@ def wait_quiet(daemon, timeout, window=0.3, ticks=2):
     return None
 
 
-def peak_rss_kib(daemon):
-    with open(f"/proc/{daemon.process.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise HarnessError(f"{daemon.name}: no VmHWM in /proc/{daemon.process.pid}/status")
 
 
 def quota_for(usage):
@@ -536,7 +531,7 @@ def run_round(binary, name, template, workdir, timeout, threads, restore):
         summarise(daemon, writer, poller, timeline, usage.size_bytes, wall_offset, out)
         out["quota_high"] = quota
         out["usage_end"] = daemon.disk_usage().size_bytes
-        out["peak_rss_kib"] = peak_rss_kib(daemon)
+        out["peak_rss_kib"] = daemon.peak_rss_kib()
         daemon.stop()
     finally:
         daemon.kill()
@@ -720,7 +715,7 @@ def rows(raw):
         ),
         row("startup_ms", f"startup on a {blobs}-object cache", "ms", note="until it answers"),
         row("settled_ms", f"startup until idle, {blobs}-object cache", "ms", note="its scans and index done"),
-        row("peak_rss_kib", f"casd peak RSS, {blobs}-object cache", "MiB", scale=1 / 1024),
+        row("peak_rss_kib", f"casd peak RSS, {blobs}-object cache", "MB", scale=KIB_TO_MB),
     ]
 
 
