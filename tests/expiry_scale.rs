@@ -1,5 +1,6 @@
-//! Expiry timings at scale. Ignored by default (they take minutes in a debug build and measure
-//! nothing useful there); run them in release:
+//! Expiry at scale, with its timings printed (not asserted: `scripts/bench expiry` measures
+//! expiry against buildbox-casd). Ignored by default (they take minutes in a debug build); run
+//! them in release:
 //!
 //! ```text
 //! cargo test --release --test expiry_scale -- --ignored --nocapture
@@ -97,5 +98,4 @@ fn writes_stay_fast_while_expiry_runs() {
         latencies.len(),
     );
     assert!(store.usage() <= expiry.limits().threshold);
-    assert!(p99 < Duration::from_millis(30), "write p99 {p99:?} during expiry");
 }
