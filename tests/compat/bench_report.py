@@ -197,8 +197,8 @@ def svg_plot(rows, title):
         f'font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="10" y="20" font-size="14" font-weight="bold">{html.escape(title)}</text>',
-        f'<text x="10" y="38" fill="#555">rebox cost relative to BuildBox (log scale; left of 1 is better; '
-        f"throughputs inverted; | marks the target)</text>",
+        '<text x="10" y="38" fill="#555">rebox cost relative to BuildBox (log scale; left of 1 is better; '
+        "throughputs inverted; | marks the target)</text>",
     ]
     for value in axis.decades():
         gx = axis.x(value)
