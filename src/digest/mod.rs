@@ -68,9 +68,11 @@ impl Digest {
         }
         let mut raw = [0u8; MAX_HASH_BYTES];
         let raw = &mut raw[..hash.len() / 2];
-        // The decoder (SIMD) takes either case; REAPI hashes are lowercase only.
+        // The decoder (SIMD) takes either case; REAPI hashes are lowercase only. The case check
+        // has no early exit, so that it vectorises: it runs for every node of every tree read.
         let decoded = const_hex::decode_to_slice(hash, raw);
-        if decoded.is_err() || hash.bytes().any(|b| b.is_ascii_uppercase()) {
+        let uppercase = hash.bytes().fold(false, |seen, b| seen | b.is_ascii_uppercase());
+        if decoded.is_err() || uppercase {
             return Err(bad("is not lowercase hexadecimal"));
         }
         Ok(Self::from_raw(raw, size))
