@@ -56,18 +56,17 @@ import threading
 import time
 
 from bench_report import Row, Stats, Target
-from bench_run import KIB_TO_MB, is_rebox
+from bench_run import KIB_TO_MB, add_runner_options, candidate_daemon
 from bst_build import (
     BUILD_TIMEOUT,
     CHECKOUT_TIMEOUT,
     TARGET,
     BstSession,
     check_checkout,
-    end_tree,
     is_elf,
-    tail_logs,
+    process_argvs,
 )
-from casd import HarnessError, bundled_buildbox
+from casd import HarnessError
 from trees import describe_local, diff
 
 TARGET_RATIO = 0.8  # issue #7: a cold build with rebox <= 0.8x BuildBox's, in the same run
@@ -105,19 +104,12 @@ class SessionWatcher(threading.Thread):
             self.sample_casd()
 
     def scan(self):
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                    argv = cmdline.read().split(b"\0")
-            except OSError:
-                continue
+        for pid, argv in process_argvs():
             if self.runner_argv0 in argv[:2] and any(a.startswith(b"--action=") for a in argv):
                 self.runner_seen = True
             if self.casd_argv0 in argv[:2] and any(a.startswith(b"--bind=") for a in argv):
                 if not self.casd_seen:
-                    self.casd_pid, self.casd_seen = int(pid), True
+                    self.casd_pid, self.casd_seen = pid, True
 
     def sample_casd(self):
         """VmHWM and CPU of casd; forgets its pid once it has exited (a zombie has no VmHWM)."""
@@ -156,42 +148,6 @@ class Configuration:
         self.checkout = None
 
 
-def timed_bst(session, args, log_name, timeout):
-    """Runs `bst ARGS` of the session; returns (wall seconds, CPU seconds of its process tree).
-    A failure or a timeout raises, with the end of the session's logs."""
-    log_path = os.path.join(session.root, log_name)
-    session.logs.append(log_path)
-    what = f"{session.label}: bst {' '.join(args[:2])}"
-    with open(log_path, "wb") as log:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            session.bst + list(args),
-            env=session.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        # Polled rather than waited for, so that a hung build can be ended (5 ms is 0.1% of a build).
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                end_tree(process)
-                raise HarnessError(f"{what} timed out after {timeout}s\n{session_logs(session)}")
-            time.sleep(0.005)
-        seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise HarnessError(f"{what} exited {process.returncode}\n{session_logs(session)}")
-    return seconds, usage.ru_utime + usage.ru_stime
-
-
-def session_logs(session):
-    return tail_logs(session.root, session.logs)
-
-
 def cold_build(config, workdir, round_):
     """One measured cold build in a fresh session; the first of each configuration is checked out
     (untimed) and checked. The session is removed after a success, kept for reading otherwise."""
@@ -201,7 +157,7 @@ def cold_build(config, workdir, round_):
     watcher = SessionWatcher(session.tool("buildbox-casd"), session.tool("buildbox-run"))
     watcher.start()
     try:
-        seconds, cpu = timed_bst(session, ["build", TARGET], "bst-build.log", BUILD_TIMEOUT)
+        seconds, cpu = session.run(["build", TARGET], "bst-build.log", BUILD_TIMEOUT)
     finally:
         watcher.done.set()
         watcher.join()
@@ -267,7 +223,7 @@ def show(config, workdir, round_, measured=True):
     """`bst show` in a fresh session: BuildStream's fixed cost with these tools."""
     session = BstSession(f"{config.short}s{round_}", config.casd, config.runner, workdir)
     session.label = f"{config.name} show {round_ + 1 if measured else '(warm-up)'}"
-    seconds, cpu = timed_bst(session, ["show", TARGET], "bst-show.log", SHOW_TIMEOUT)
+    seconds, cpu = session.run(["show", TARGET], "bst-show.log", SHOW_TIMEOUT)
     shutil.rmtree(session.root, ignore_errors=True)
     if measured:
         config.figures["show_seconds"].append(seconds)
@@ -279,12 +235,7 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--candidate", default=bundled_buildbox("buildbox-run"), help="the candidate runner")
-    parser.add_argument(
-        "--candidate-casd", help="the candidate daemon (default: the candidate if rebox, else buildbox-casd)"
-    )
-    parser.add_argument("--baseline-run", default=bundled_buildbox("buildbox-run"))
-    parser.add_argument("--baseline-casd", default=bundled_buildbox("buildbox-casd"))
+    add_runner_options(parser)
     parser.add_argument("--rounds", type=int, default=3, help="builds per configuration (default 3)")
     parser.add_argument(
         "--mixed", action="store_true", help="also the candidate runner with buildbox-casd (~6 s a round)"
@@ -299,9 +250,7 @@ def main():
         parser.error("--rounds must be at least 1")
 
     started = time.monotonic()
-    candidate_casd = args.candidate_casd or (
-        args.candidate if is_rebox(args.candidate) else args.baseline_casd
-    )
+    _, candidate_casd = candidate_daemon(args)
     configs = [Configuration("run+casd", "c", candidate_casd, args.candidate)]
     if args.mixed:
         configs.append(Configuration("run+bb-casd", "m", args.baseline_casd, args.candidate))

@@ -69,7 +69,7 @@ from collections import defaultdict
 from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 
 from bench_report import Row, Stats
-from bench_run import fill_store, is_rebox, true_action
+from bench_run import add_runner_options, candidate_daemon, fill_store, true_action
 from casd import Daemon, HarnessError, bundled_buildbox
 from runner import runner_link
 
@@ -377,12 +377,7 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--candidate", default=bundled_buildbox("buildbox-run"), help="the candidate runner")
-    parser.add_argument(
-        "--candidate-casd", help="the candidate daemon (default: the candidate if rebox, else buildbox-casd)"
-    )
-    parser.add_argument("--baseline-run", default=bundled_buildbox("buildbox-run"))
-    parser.add_argument("--baseline-casd", default=bundled_buildbox("buildbox-casd"))
+    add_runner_options(parser)
     parser.add_argument("--runs", type=int, default=2, help="counted runs per configuration (default 2)")
     parser.add_argument(
         "--daemon-actions",
@@ -409,8 +404,7 @@ def main():
         print("FAIL: valgrind not found (apt-get install valgrind)", file=sys.stderr)
         return 1
     version = subprocess.run([valgrind, "--version"], capture_output=True, text=True).stdout.strip()
-    rebox = is_rebox(args.candidate)
-    candidate_casd = args.candidate_casd or (args.candidate if rebox else args.baseline_casd)
+    rebox, candidate_casd = candidate_daemon(args)
     fuse_dir = os.path.dirname(bundled_buildbox("buildbox-fuse"))
     workdir = tempfile.mkdtemp(prefix="rbx-bench-cg-", dir=args.dir)
     action, blobs = true_action()

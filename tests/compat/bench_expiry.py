@@ -73,6 +73,7 @@ import grpc
 from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from buildstream._protos.build.buildgrid import local_cas_pb2
 
+from bench_casd import CAS, raw
 from bench_report import Row, Stats, Target, text_table
 from bench_run import KIB_TO_MB
 from casd import Daemon, HarnessError, bundled_buildbox, channel_options, digest_of
@@ -86,13 +87,7 @@ CALL_BYTES = WRITE_BLOBS * WRITE_BLOB_SIZE
 POLL_INTERVAL = 0.01
 SLOW_WRITE = 0.05  # the target: no write blocked over 50 ms
 TARGET_MS = 2000
-CAS = "/build.bazel.remote.execution.v2.ContentAddressableStorage/"
 LOCAL_CAS = "/build.buildgrid.LocalContentAddressableStorage/"
-
-
-def raw(channel, method):
-    """A unary callable sending and returning serialised bytes: no protobuf work while timed."""
-    return channel.unary_unary(method, request_serializer=None, response_deserializer=None)
 
 
 class Writer(threading.Thread):
@@ -101,7 +96,7 @@ class Writer(threading.Thread):
 
     def __init__(self, channel, crossing_bytes):
         super().__init__(daemon=True)
-        self.call = raw(channel, CAS + "BatchUpdateBlobs")
+        self.call = raw(channel, "unary_unary", CAS + "BatchUpdateBlobs")
         self.crossing_bytes = crossing_bytes
         self.calls = []  # (start, end, ok)
         self.written = self.written_blobs = 0
@@ -154,7 +149,7 @@ class Poller(threading.Thread):
         super().__init__(daemon=True)
         self.daemon = daemon
         self.channel = grpc.insecure_channel(daemon.url, options=channel_options())
-        self.call = raw(self.channel, LOCAL_CAS + "GetLocalDiskUsage")
+        self.call = raw(self.channel, "unary_unary", LOCAL_CAS + "GetLocalDiskUsage")
         self.request = local_cas_pb2.GetLocalDiskUsageRequest().SerializeToString()
         self.writer = writer
         self.samples = []

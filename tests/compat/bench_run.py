@@ -75,6 +75,22 @@ def true_action():
     return action.SerializeToString(), tree.blobs
 
 
+def add_runner_options(parser):
+    """The options every runner bench takes: the candidate runner and daemon, BuildBox's pair."""
+    parser.add_argument("--candidate", default=bundled_buildbox("buildbox-run"), help="the candidate runner")
+    parser.add_argument(
+        "--candidate-casd", help="the candidate daemon (default: the candidate if rebox, else buildbox-casd)"
+    )
+    parser.add_argument("--baseline-run", default=bundled_buildbox("buildbox-run"))
+    parser.add_argument("--baseline-casd", default=bundled_buildbox("buildbox-casd"))
+
+
+def candidate_daemon(args):
+    """(whether the candidate runner is rebox, the candidate daemon) for add_runner_options' args."""
+    rebox = is_rebox(args.candidate)
+    return rebox, args.candidate_casd or (args.candidate if rebox else args.baseline_casd)
+
+
 def is_rebox(binary):
     """Whether `binary` is the rebox multi-call binary (it then has `rebox run`)."""
     try:
@@ -232,12 +248,7 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--candidate", default=bundled_buildbox("buildbox-run"), help="the candidate runner")
-    parser.add_argument(
-        "--candidate-casd", help="the candidate daemon (default: the candidate if rebox, else buildbox-casd)"
-    )
-    parser.add_argument("--baseline-run", default=bundled_buildbox("buildbox-run"))
-    parser.add_argument("--baseline-casd", default=bundled_buildbox("buildbox-casd"))
+    add_runner_options(parser)
     parser.add_argument("--runs", type=int, default=20, help="measured runs per configuration (default 20)")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured runs first (default 2)")
     parser.add_argument("--rss-runs", type=int, default=3, help="runs under `time` for peak RSS (default 3)")
@@ -250,8 +261,7 @@ def main():
     parser.add_argument("--json", help="also write the raw figures here")
     args = parser.parse_args()
 
-    rebox = is_rebox(args.candidate)
-    candidate_casd = args.candidate_casd or (args.candidate if rebox else args.baseline_casd)
+    rebox, candidate_casd = candidate_daemon(args)
     workdir = tempfile.mkdtemp(prefix="rbx-bench-run-", dir=args.dir)
     fuse_dir = os.path.dirname(bundled_buildbox("buildbox-fuse")) if args.stager == "fuse" else None
     action, blobs = true_action()

@@ -71,7 +71,7 @@ import time
 from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 
 from bench_report import Row, Stats, Target
-from bench_run import KIB_TO_MB, RSS_TARGET_MB, Config, fill_store, is_rebox
+from bench_run import KIB_TO_MB, RSS_TARGET_MB, Config, add_runner_options, candidate_daemon, fill_store
 from casd import Daemon, HarnessError, bundled_buildbox, digest_key, digest_of
 from runner import runner_link
 from trees import TreeBuilder
@@ -368,12 +368,7 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--candidate", default=bundled_buildbox("buildbox-run"), help="the candidate runner")
-    parser.add_argument(
-        "--candidate-casd", help="the candidate daemon (default: the candidate if rebox, else buildbox-casd)"
-    )
-    parser.add_argument("--baseline-run", default=bundled_buildbox("buildbox-run"))
-    parser.add_argument("--baseline-casd", default=bundled_buildbox("buildbox-casd"))
+    add_runner_options(parser)
     parser.add_argument("--runs", type=int, default=5, help="measured runs per configuration (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured runs first (default 1)")
     parser.add_argument(
@@ -388,8 +383,7 @@ def main():
         parser.error("--runs must be at least 1 and --warmup at least 0")
 
     started = time.monotonic()
-    rebox = is_rebox(args.candidate)
-    candidate_casd = args.candidate_casd or (args.candidate if rebox else args.baseline_casd)
+    rebox, candidate_casd = candidate_daemon(args)
     fuse_dir = os.path.dirname(bundled_buildbox("buildbox-fuse"))
     workdir = tempfile.mkdtemp(prefix="rbx-bench-stage-", dir=args.dir)
     daemons, configs, notes, results = [], [], [], {}

@@ -62,6 +62,18 @@ def generate_busybox_root(dest, busybox="/bin/busybox"):
             os.symlink("busybox", os.path.join(bindir, applet))
 
 
+def process_argvs():
+    """(pid, argv as bytes) of every process now running, those gone meanwhile left out."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                yield int(pid), cmdline.read().split(b"\0")
+        except OSError:
+            continue
+
+
 class ProcessWatcher(threading.Thread):
     """Watches /proc for processes started as any of `argv0s`: evidence BuildStream ran our
     buildbox-casd and buildbox-run. `seen` is the set of those found so far."""
@@ -74,14 +86,7 @@ class ProcessWatcher(threading.Thread):
 
     def run(self):
         while not self.done.is_set() and len(self.seen) < len(self.argv0s):
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                        argv = cmdline.read().split(b"\0")
-                except OSError:
-                    continue
+            for _, argv in process_argvs():
                 # argv[1] when the program is a script run by its interpreter
                 for arg in argv[:2]:
                     if arg in self.argv0s:
@@ -95,18 +100,29 @@ def is_elf(path):
 
 
 def run_logged(argv, env, log_path, timeout, what):
-    """Run bst; on timeout end it and everything it started (casd and buildbox-run leave its group)."""
+    """Run bst; returns (wall seconds, CPU seconds of its process tree: bst reaps the casd and
+    runners it starts). On timeout end it and everything it started (casd and buildbox-run leave
+    its group)."""
     with open(log_path, "wb") as log:
+        started = time.perf_counter()
         process = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         )
-        try:
-            code = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            end_tree(process)
-            raise HarnessError(f"{what} timed out after {timeout}s")
-    if code != 0:
-        raise HarnessError(f"{what} exited {code}")
+        # Polled rather than waited for, so that a hung bst can be ended (5 ms is 0.1% of a build).
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                end_tree(process)
+                raise HarnessError(f"{what} timed out after {timeout}s")
+            time.sleep(0.005)
+        seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise HarnessError(f"{what} exited {process.returncode}")
+    return seconds, usage.ru_utime + usage.ru_stime
 
 
 def end_tree(process):
@@ -152,6 +168,7 @@ class BstSession:
 
     def __init__(self, name, casd, runner, workdir):
         self.name, self.casd, self.runner = name, casd, runner
+        self.label = name  # what errors call it
         self.root = tempfile.mkdtemp(prefix=f"{name}-", dir=workdir)  # short: sockets go under it
         self.project = os.path.join(self.root, "project")
         shutil.copytree(PROJECT, self.project, symlinks=True)
@@ -181,16 +198,15 @@ class BstSession:
         return os.path.join(self.bindir, name)
 
     def run(self, args, log_name, timeout):
-        """Run `bst ARGS`, output to a log under the root; returns the log's path. On failure the
-        error carries the end of every log worth reading."""
+        """Run `bst ARGS`, output to a log under the root; returns (wall seconds, CPU seconds of
+        its process tree). On failure the error carries the end of every log worth reading."""
         log = os.path.join(self.root, log_name)
         self.logs.append(log)
-        what = f"{self.name}: bst {' '.join(args[:2])}"
+        what = f"{self.label}: bst {' '.join(args[:2])}"
         try:
-            run_logged(self.bst + list(args), self.env, log, timeout, what)
+            return run_logged(self.bst + list(args), self.env, log, timeout, what)
         except HarnessError as error:
             raise HarnessError(f"{error}\n{tail_logs(self.root, self.logs)}")
-        return log
 
     def check_tools_found(self):
         """BuildStream looks tools up on PATH before its bundled dir (utils._get_host_tool_internal)."""
