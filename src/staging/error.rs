@@ -15,8 +15,9 @@ pub enum StagingError {
     /// The tree is malformed or incomplete (refused before anything was written).
     #[error(transparent)]
     Tree(#[from] TreeError),
-    /// A file's blob is not in the CAS (checked before anything was written).
-    #[error("file {path:?} ({digest}) is missing from the CAS")]
+    /// A file's blob is not in the CAS (checked before anything was written, or met by the
+    /// action in a lazily checked stage, where it can also be a directory's).
+    #[error("input {path:?} ({digest}) is missing from the CAS")]
     MissingBlob { path: String, digest: Digest },
     /// A node property staging must honour has a value it can't apply.
     #[error("invalid tree: {path:?}: {reason}")]

@@ -139,11 +139,7 @@ pub fn first_path_of_directory(tree: &Tree, digest: &Digest) -> String {
 
 /// The first path at which a file with content `digest` is staged.
 pub fn first_path_of_blob(tree: &Tree, digest: &Digest) -> String {
-    find_path(tree, |path, directory, _| {
-        let file = directory.files.iter().find(|f| parse_digest(f.digest.as_ref()).as_ref() == Some(digest));
-        file.map(|f| join(path, &f.name))
-    })
-    .unwrap_or_else(|| digest.to_string())
+    crate::tree::first_path_of(tree, digest).unwrap_or_else(|| digest.to_string())
 }
 
 fn directory_digest_is(tree: &Tree, directory: &reapi::Directory, digest: &Digest) -> bool {

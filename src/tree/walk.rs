@@ -1,6 +1,7 @@
 //! Reading a whole tree from the store, validating every directory once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use prost::Message;
 
@@ -18,7 +19,7 @@ pub const MAX_DEPTH: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct Tree {
     root: Digest,
-    directories: HashMap<Digest, reapi::Directory>,
+    directories: HashMap<Digest, Arc<reapi::Directory>>,
 }
 
 impl Tree {
@@ -41,7 +42,7 @@ impl Tree {
             for (name, child) in validate_directory(&directory, &path, function)? {
                 pending.push((join(&path, &name), child, depth + 1));
             }
-            directories.insert(digest, directory);
+            directories.insert(digest, Arc::new(directory));
         }
         Ok(Self { root: *root, directories })
     }
@@ -58,12 +59,17 @@ impl Tree {
 
     /// The Directory message with this digest, if it is part of the tree.
     pub fn directory(&self, digest: &Digest) -> Option<&reapi::Directory> {
-        self.directories.get(digest)
+        self.directories.get(digest).map(|d| &**d)
+    }
+
+    /// The Directory message with this digest, shared.
+    pub fn directory_arc(&self, digest: &Digest) -> Option<Arc<reapi::Directory>> {
+        self.directories.get(digest).cloned()
     }
 
     /// Every distinct Directory of the tree, in no particular order.
     pub fn directories(&self) -> impl Iterator<Item = (&Digest, &reapi::Directory)> {
-        self.directories.iter()
+        self.directories.iter().map(|(digest, directory)| (digest, &**directory))
     }
 
     /// Every directory path of the tree with its Directory, parents before children, in name order.
@@ -74,7 +80,7 @@ impl Tree {
             for node in directory.directories.iter().rev() {
                 // Validation guarantees every child digest parses and is present.
                 let child = node.digest.as_ref().and_then(|d| Digest::from_hex(&d.hash, d.size_bytes).ok());
-                if let Some(child) = child.and_then(|d| self.directories.get(&d)) {
+                if let Some(child) = child.and_then(|d| self.directory(&d)) {
                     pending.push((join(&path, &node.name), child));
                 }
             }
@@ -98,7 +104,11 @@ impl Tree {
     }
 }
 
-fn read_directory(store: &Store, path: &str, digest: &Digest) -> Result<reapi::Directory, TreeError> {
+pub(super) fn read_directory(
+    store: &Store,
+    path: &str,
+    digest: &Digest,
+) -> Result<reapi::Directory, TreeError> {
     let bytes = match store.read(digest) {
         Ok(bytes) => bytes,
         Err(StoreError::NotFound { .. }) => {

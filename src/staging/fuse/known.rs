@@ -15,7 +15,7 @@ use super::node::{Content, Dir, Kind};
 use crate::digest::{Digest, DigestFunction};
 use crate::proto::build::bazel::remote::execution::v2 as reapi;
 use crate::staging::build::parse_digest;
-use crate::tree::Tree;
+use crate::tree::DirectorySource;
 
 /// An untouched staged directory, as capture would record it.
 #[derive(Debug, Clone)]
@@ -78,15 +78,15 @@ impl FuseKnown {
                 _ => return None,
             }
         };
-        if !self.is_plain(&tree, function, &digest) {
+        if !self.is_plain(tree.as_ref(), function, &digest) {
             return None;
         }
         let mut subtree = Subtree { digest, directories: Vec::new(), files: Vec::new() };
-        collect(&tree, &digest, &mut subtree)?;
+        collect(tree.as_ref(), &digest, &mut subtree)?;
         Some(subtree)
     }
 
-    fn is_plain(&self, tree: &Tree, function: DigestFunction, digest: &Digest) -> bool {
+    fn is_plain(&self, tree: &dyn DirectorySource, function: DigestFunction, digest: &Digest) -> bool {
         if let Some(&plain) = self.plain.lock().unwrap_or_else(|p| p.into_inner()).get(digest) {
             return plain;
         }
@@ -106,9 +106,9 @@ impl FuseKnown {
     }
 }
 
-fn collect(tree: &Tree, digest: &Digest, subtree: &mut Subtree) -> Option<()> {
+fn collect(tree: &dyn DirectorySource, digest: &Digest, subtree: &mut Subtree) -> Option<()> {
     let directory = tree.directory(digest)?;
-    subtree.directories.push((*digest, directory.clone()));
+    subtree.directories.push((*digest, (*directory).clone()));
     subtree.files.extend(directory.files.iter().filter_map(|f| parse_digest(f.digest.as_ref())));
     for child in &directory.directories {
         collect(tree, &parse_digest(child.digest.as_ref())?, subtree)?;

@@ -14,7 +14,7 @@ use super::scratch::{Scratch, system_time};
 use crate::staging::attrs::{Attrs, DIRECTORY_MODE, Mtime, Owner};
 use crate::staging::build::parse_digest;
 use crate::store::Store;
-use crate::tree::Tree;
+use crate::tree::DirectorySource;
 
 /// `readdir` offsets of entries are this less their sequence number (see [`Entries`]).
 const LISTING_BASE: u64 = 1 << 62;
@@ -25,7 +25,7 @@ const BLOCK_SIZE: u32 = 4096;
 /// A FUSE stage's inodes.
 #[derive(Debug)]
 pub struct Model {
-    pub(super) tree: Arc<Tree>,
+    pub(super) tree: Arc<dyn DirectorySource>,
     pub(super) store: Store,
     pub(super) scratch: Scratch,
     owner: Owner,
@@ -40,7 +40,13 @@ pub struct Model {
 
 impl Model {
     /// The stage of `tree`, owned by `owner`, writing into `scratch`.
-    pub fn new(tree: Arc<Tree>, store: Store, scratch: Scratch, owner: Owner, lazy: bool) -> Self {
+    pub fn new(
+        tree: Arc<dyn DirectorySource>,
+        store: Store,
+        scratch: Scratch,
+        owner: Owner,
+        lazy: bool,
+    ) -> Self {
         let attrs = Attrs::of_directory(owner);
         let time = mtime(attrs.mtime);
         let root = Node {
@@ -48,7 +54,7 @@ impl Model {
             perm: DIRECTORY_MODE,
             uid: owner.uid,
             gid: owner.gid,
-            nlink: 2 + tree.root_directory().directories.len() as u32,
+            nlink: 2 + tree.directory(&tree.root()).map_or(0, |d| d.directories.len() as u32),
             atime: time,
             mtime: time,
             ctime: time,
@@ -110,8 +116,11 @@ impl Model {
             _ => return Err(Errno::ENOTDIR),
         };
         if let Some(digest) = source {
-            let entries = self.read_directory(ino, &digest)?;
-            if let Kind::Dir(dir) = &mut self.node_mut(ino)?.kind {
+            let (entries, subdirectories) = self.read_directory(ino, &digest)?;
+            let node = self.node_mut(ino)?;
+            // Exact from now on, kept so by mkdir, rmdir and rename (see `attr` until then).
+            node.nlink = 2 + subdirectories;
+            if let Kind::Dir(dir) = &mut node.kind {
                 dir.entries = Some(entries);
                 dir.source = None;
             }
@@ -122,10 +131,18 @@ impl Model {
         }
     }
 
-    /// Makes an inode for each entry of the staged Directory `digest` (the directory `parent`).
-    fn read_directory(&mut self, parent: Ino, digest: &crate::digest::Digest) -> Result<Entries, Errno> {
-        let tree = self.tree.clone();
-        let directory = tree.directory(digest).ok_or(Errno::EIO)?;
+    /// Makes an inode for each entry of the staged Directory `digest` (the directory `parent`);
+    /// also gives the number of its subdirectories.
+    fn read_directory(
+        &mut self,
+        parent: Ino,
+        digest: &crate::digest::Digest,
+    ) -> Result<(Entries, u32), Errno> {
+        let Some(directory) = self.tree.directory(digest) else {
+            // Only a lazily read tree can lack one: its blob went from the CAS.
+            self.missing.get_or_insert(*digest);
+            return Err(Errno::EIO);
+        };
         let mut entries = Entries::default();
         // The tree was validated (names, digests, properties) before the stage was mounted.
         for file in &directory.files {
@@ -141,12 +158,13 @@ impl Model {
         }
         for subdirectory in &directory.directories {
             let digest = parse_digest(subdirectory.digest.as_ref()).ok_or(Errno::EIO)?;
-            let below = tree.directory(&digest).ok_or(Errno::EIO)?.directories.len() as u32;
             let kind = Kind::Dir(Dir { parent, source: Some(digest), entries: None });
-            let ino = self.add_staged(kind, Attrs::of_directory(self.owner), 2 + below);
+            // Its own subdirectories are counted when it is looked at (`attr`), not here: a lazily
+            // read tree would read every sibling for it.
+            let ino = self.add_staged(kind, Attrs::of_directory(self.owner), 2);
             entries.insert(subdirectory.name.clone().into_bytes(), ino);
         }
-        Ok(entries)
+        Ok((entries, directory.directories.len() as u32))
     }
 
     fn add_staged(&mut self, kind: Kind, attrs: Attrs, nlink: u32) -> Ino {
@@ -202,13 +220,25 @@ impl Model {
             crtime: ctime,
             kind: node.file_type(),
             perm: node.perm as u16,
-            nlink: node.nlink,
+            nlink: self.nlink(node),
             uid: node.uid,
             gid: node.gid,
             rdev: 0,
             blksize: BLOCK_SIZE,
             flags: 0,
         })
+    }
+
+    /// `node`'s link count: for a directory not looked into yet, 2 and one per subdirectory of
+    /// its Directory message (read now from a lazily read tree; 2 if that fails, and entering it
+    /// fails too).
+    fn nlink(&self, node: &Node) -> u32 {
+        match &node.kind {
+            Kind::Dir(Dir { entries: None, source: Some(digest), .. }) => {
+                2 + self.tree.directory(digest).map_or(0, |d| d.directories.len() as u32)
+            }
+            _ => node.nlink,
+        }
     }
 
     /// The target of symlink `ino`.
