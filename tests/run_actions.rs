@@ -340,3 +340,47 @@ fn workspace_path_is_where_the_stage_lives_and_it_is_removed() {
     assert_eq!(fs::read_dir(workspace.path()).unwrap().count(), 0, "the stage is removed");
     assert!(cas.mounts_left().is_empty());
 }
+
+#[test]
+fn a_big_input_root_is_remembered_and_the_next_run_reads_only_the_directories_it_enters() {
+    let fuse = fs::File::options().read(true).write(true).open("/dev/fuse").is_ok();
+    if !fuse || !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: FUSE staging needs root and /dev/fuse");
+        return;
+    }
+    let cas = Cas::new(Kind::Embedded);
+    let root = tempfile::tempdir().unwrap();
+    busybox_root(root.path());
+    for d in 0..40 {
+        let dir = root.path().join(format!("data/d{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..60 {
+            fs::write(dir.join(format!("f{f:02}")), format!("{d}/{f}")).unwrap();
+        }
+    }
+    let first = store_action(&cas, root.path(), &Spec::sh("cat data/d07/f03"));
+    let second = store_action(&cas, root.path(), &Spec::sh("cat data/d07/f03; echo; stat -c %h data"));
+    let third = store_action(&cas, root.path(), &Spec::sh("ls data/d39"));
+    assert_eq!(text(&cas, &run_action(&cas, &first, &[]).ok().stdout_digest), "7/3");
+    let records = fs::read_dir(cas.root.join("cas/staging-trees")).unwrap().count();
+    assert_eq!(records, 1, "the input root is remembered as valid");
+
+    // A directory the next actions do not enter goes from the store.
+    let action = reapi::Action::decode(fs::read(&first).unwrap().as_slice()).unwrap();
+    let find = |directory: &reapi::Directory, name: &str| {
+        directory.directories.iter().find(|d| d.name == name).and_then(|d| d.digest.clone()).unwrap()
+    };
+    let data = find(&cas.directory(action.input_root_digest.as_ref().unwrap()), "data");
+    let d39 = find(&cas.directory(&data), "d39");
+    fs::remove_file(cas.root.join("cas/objects").join(&d39.hash[..2]).join(&d39.hash[2..])).unwrap();
+
+    assert_eq!(text(&cas, &run_action(&cas, &second, &[]).ok().stdout_digest), "7/3\n42\n");
+    let run = run_action(&cas, &third, &[]);
+    assert_ne!(run.status.code(), Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("\"data/d39\"") && run.stderr.contains("missing from the CAS"),
+        "{}",
+        run.stderr
+    );
+    assert!(cas.mounts_left().is_empty(), "{:?}", cas.mounts_left());
+}

@@ -39,6 +39,8 @@ impl EmbeddedCas {
         // One action, whose inputs the caller put in the store: finding every blob before a
         // lazy stage would cost more than the stage.
         stages.set_lazy_blob_check(true);
+        // Nor can it keep validated trees in memory for the next action: the store keeps them.
+        stages.remember_trees();
         Ok(Self { store, stages, staged: None })
     }
 

@@ -13,6 +13,8 @@
 //!     trash-<n>/                                   unstaged dirs, deleted in the background
 //! ROOT/cas/staging-pool/<hh>/<rest>.<mode>.<s>.<ns>.<uid>.<gid>   0700  staging variants of blobs
 //! ROOT/cas/staging-farms/<hash>-<size>.<uid>.<gid>/root/          0700  hardlink farms of trees
+//! ROOT/cas/staging-trees/<hash>-<size>                            0600  trees validated before
+//!                                                                       (see remembered.rs)
 //! ```
 //! Everything a crashed daemon can leave behind is inside its own `rebox-*` dir (or is a mount
 //! recorded there), so start-up clean-up never has to guess.
@@ -25,6 +27,7 @@ pub struct StagingLayout {
     staging: PathBuf,
     pool: PathBuf,
     farms: PathBuf,
+    trees: PathBuf,
 }
 
 impl StagingLayout {
@@ -40,6 +43,7 @@ impl StagingLayout {
             staging: cas.join("staging"),
             pool: cas.join("staging-pool"),
             farms: cas.join("staging-farms"),
+            trees: cas.join("staging-trees"),
         }
     }
 
@@ -56,6 +60,11 @@ impl StagingLayout {
     /// `ROOT/cas/staging-farms`: one hardlink farm per staged tree and owner.
     pub fn farms(&self) -> &Path {
         &self.farms
+    }
+
+    /// `ROOT/cas/staging-trees`: trees a one-shot runner validated before.
+    pub fn trees(&self) -> &Path {
+        &self.trees
     }
 }
 

@@ -43,7 +43,9 @@
 //! # Safety of the stage
 //!
 //! The tree is read and validated ([`Tree::read`](crate::tree::Tree::read)), its node properties
-//! and expanded size checked, and its blobs found, before anything is written. Everything is
+//! and expanded size checked, and its blobs found, before anything is written. (A one-shot
+//! runner staging through FUSE a tree it validated whole in an earlier run, and remembered in the
+//! store, reads and re-checks only the directories its action enters: `remembered.rs`.) Everything is
 //! created with `*at` syscalls from directory fds opened `O_NOFOLLOW` (`build.rs`), so nothing
 //! is resolved through a symlink. Stage dirs sit in 0700 parents owned by the stage's user, the
 //! scratch, pool and farms in 0700 dirs, so no other host user reaches them; the overlay is
@@ -96,6 +98,7 @@ mod plan;
 mod pool;
 mod prune;
 mod reaper;
+mod remembered;
 mod remove;
 mod request;
 mod stages;

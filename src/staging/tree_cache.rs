@@ -51,6 +51,11 @@ impl Prepared {
         }
     }
 
+    /// The tree's entries (files, directories, symlinks of its distinct Directory messages).
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
     /// Whether the files are due to be marked used at `now` (seconds since the epoch); if so,
     /// records that they are marked now.
     pub fn take_use_due(&self, now: u64) -> bool {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use nix::errno::Errno;
 
 use super::{Dirs, LiveStage, Method, StageId, Stages, lock};
+use crate::digest::Digest;
 use crate::staging::attrs::Owner;
 use crate::staging::build::make_dir;
 use crate::staging::error::{Context, Result, StagingError};
@@ -14,8 +15,10 @@ use crate::staging::fuse::{self, FuseStage, Model, Scratch};
 use crate::staging::known::KnownDigests;
 use crate::staging::mounts::{apply_writability, make_stage_private};
 use crate::staging::overlay_tag;
-use crate::staging::plan::{check_properties, first_path_of_blob};
+use crate::staging::plan::{WritabilityChange, check_properties, first_path_of_blob};
+use crate::staging::remembered::RememberedTrees;
 use crate::staging::tree_cache::Prepared;
+use crate::tree::{DirectorySource, LazyTree};
 
 /// One of the FUSE stages allowed to be live at once, taken before mounting (so concurrent
 /// requests can't all pass the limit) and given back when dropped.
@@ -28,14 +31,32 @@ impl Drop for FuseSlot {
     }
 }
 
+/// What a stage is made from.
+pub(super) enum Source {
+    /// The tree read and checked whole (or found so in memory).
+    Whole(Arc<Prepared>),
+    /// A tree remembered as valid, read as the action goes (FUSE only).
+    Remembered { tree: Arc<dyn DirectorySource>, changes: Vec<WritabilityChange> },
+}
+
 impl Stages {
+    /// What to stage `root` from: a tree this store remembers as valid is served as read when
+    /// staged through FUSE; any other is read and checked whole first.
+    pub(super) fn source(&self, root: &Digest, fuse: bool) -> Result<Source> {
+        match fuse.then(|| self.remembered(root)).flatten() {
+            Some((tree, changes)) => Ok(Source::Remembered { tree, changes }),
+            None => Ok(Source::Whole(self.prepare(root)?)),
+        }
+    }
+
     /// Mounts a FUSE filesystem serving the tree at the stage's target, then applies
     /// `SubtreeReadOnly`. `Ok(false)` when FUSE turns out not to work here (said once in the
     /// log): the caller stages another way.
     pub(super) fn mount_fuse(
         &self,
         dirs: &Dirs,
-        prepared: &Prepared,
+        tree: Arc<dyn DirectorySource>,
+        changes: &[WritabilityChange],
         owner: Owner,
         n: u64,
         stage: &mut LiveStage,
@@ -48,7 +69,7 @@ impl Stages {
         stage.scratch = Some(scratch_path.clone());
         let scratch = Scratch::open(&scratch_path).at("open", &scratch_path)?;
         let lazy = self.inner.lazy_blob_check.load(Ordering::Relaxed);
-        let model = Model::new(prepared.tree.clone(), self.inner.store.clone(), scratch, owner, lazy);
+        let model = Model::new(tree, self.inner.store.clone(), scratch, owner, lazy);
         let tag = overlay_tag(dirs.owner.name(), &format!("fuse-{n}"));
         let mut mounts = lock(&stage.mounts);
         match FuseStage::mount(sys, &tag, &target, model) {
@@ -68,7 +89,7 @@ impl Stages {
             }
             Err(errno) => return Err(StagingError::errno("mount FUSE at", &target, errno)),
         }
-        match apply_writability(sys, &target, &prepared.changes, &mut mounts) {
+        match apply_writability(sys, &target, changes, &mut mounts) {
             Ok(()) => Ok(true),
             Err((path, errno)) => Err(StagingError::errno("bind-mount (SubtreeReadOnly)", path, errno)),
         }
@@ -146,6 +167,43 @@ impl Stages {
         }
         prepared.set_present_at(removals);
         Ok(())
+    }
+
+    /// Makes this process remember, in the store, the big trees it validated whole, and serve
+    /// the trees remembered there (by it or by earlier processes) through FUSE without reading
+    /// and checking them whole again: see `staging/remembered.rs`. For one-shot processes (the
+    /// embedded runner), which can't keep validated trees in memory from one action to the next
+    /// as a daemon does. Only with [`Stages::set_lazy_blob_check`]: a remembered tree's blobs
+    /// are not looked for up front either.
+    pub fn remember_trees(&self) {
+        let _ = self.inner.remembered.set(RememberedTrees::new(self.inner.layout.trees()));
+    }
+
+    /// The tree of `root` if this store remembers it as valid (and it is served lazily here),
+    /// with its writability changes; `None` when it must be read and checked whole.
+    fn remembered(&self, root: &Digest) -> Option<(Arc<dyn DirectorySource>, Vec<WritabilityChange>)> {
+        if !self.inner.lazy_blob_check.load(Ordering::Relaxed) {
+            return None;
+        }
+        let changes = self.inner.remembered.get()?.get(root)?;
+        match LazyTree::open(self.inner.store.clone(), *root) {
+            Ok(tree) => Some((Arc::new(tree), changes)),
+            Err(error) => {
+                // Read and checked whole instead, which says what is wrong.
+                tracing::debug!(%root, %error, "a remembered tree cannot be served as read");
+                None
+            }
+        }
+    }
+
+    /// Remembers `prepared` (found valid, its blobs left to the action's opens), if this process
+    /// remembers trees.
+    pub(super) fn remember(&self, root: &Digest, prepared: &Prepared) {
+        if let Some(remembered) = self.inner.remembered.get()
+            && self.inner.lazy_blob_check.load(Ordering::Relaxed)
+        {
+            remembered.remember(root, prepared.entries(), &prepared.changes);
+        }
     }
 
     /// The error staging would have given up front for the first blob the action of live stage

@@ -25,6 +25,7 @@ use super::plan::{
 use super::pool::{Pool, set_attrs};
 use super::prune::{PruneReport, farms_in_use, prune_farms, prune_pool};
 use super::reaper::Reaper;
+use super::remembered::RememberedTrees;
 use super::request::{StageRequest, StagingMode};
 use super::sys::{RealSys, Sys};
 use super::target::Target;
@@ -36,7 +37,7 @@ use crate::tree::Tree;
 
 mod fuse_stage;
 
-use fuse_stage::FuseSlot;
+use fuse_stage::{FuseSlot, Source};
 
 /// Identifies a live stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,6 +105,9 @@ struct Inner {
     lazy_blob_check: AtomicBool,
     /// Trees validated lately.
     trees: TreeCache,
+    /// Trees validated by earlier processes, when this one remembers them (see
+    /// [`Stages::remember_trees`]).
+    remembered: std::sync::OnceLock<RememberedTrees>,
     /// Held shared from a farm's lookup (or build) until the stage over it is registered, and
     /// exclusively by pruning, so that no farm is removed between the two.
     farms_in_flux: RwLock<()>,
@@ -160,6 +164,7 @@ impl Stages {
                 lazy_blob_check: AtomicBool::new(false),
                 building: Mutex::new(HashMap::new()),
                 trees: TreeCache::default(),
+                remembered: std::sync::OnceLock::new(),
                 farms_in_flux: RwLock::new(()),
             }),
         }
@@ -175,19 +180,24 @@ impl Stages {
     pub fn stage(&self, request: &StageRequest) -> Result<Staged> {
         let started = Instant::now();
         let inner = &self.inner;
-        let prepared = self.prepare(&request.root)?;
-        let (tree, changes) = (&prepared.tree, prepared.changes.as_slice());
         let owner = owner_for(request.credentials);
-        let dirs = self.dirs()?;
         let fuse = request.mode != StagingMode::CopyOrLink && self.fuse_usable();
+        let source = self.source(&request.root, fuse)?;
+        let dirs = self.dirs()?;
         let mut slot = None;
         if fuse {
             slot = Some(self.take_fuse_slot()?);
-            self.check_blobs(&prepared)?;
+            if let Source::Whole(prepared) = &source {
+                self.check_blobs(prepared)?;
+                self.remember(&request.root, prepared);
+            }
         }
         let _farms_stay = inner.farms_in_flux.read().unwrap_or_else(|p| p.into_inner());
         // Built (or the tree checked for copying) before anything of the stage is made.
-        let mut farm = if fuse { None } else { Some(self.farm_or_check(&dirs, tree, owner)?) };
+        let mut farm = match &source {
+            Source::Whole(prepared) if !fuse => Some(self.farm_or_check(&dirs, &prepared.tree, owner)?),
+            _ => None,
+        };
 
         let n = dirs.owner.next_number();
         let target = match &request.path {
@@ -204,12 +214,23 @@ impl Stages {
             fuse: None,
             _slot: None,
         };
-        let mut staged =
-            if fuse { self.mount_fuse(&dirs, &prepared, owner, n, &mut stage) } else { Ok(false) };
+        let mut staged = match &source {
+            _ if !fuse => Ok(false),
+            Source::Whole(p) => self.mount_fuse(&dirs, p.tree.clone(), &p.changes, owner, n, &mut stage),
+            Source::Remembered { tree, changes } => {
+                self.mount_fuse(&dirs, tree.clone(), changes, owner, n, &mut stage)
+            }
+        };
         if let Ok(false) = staged {
-            let farm = farm.take().map_or_else(|| self.farm_or_check(&dirs, tree, owner), Ok);
-            staged = farm.and_then(|farm| {
-                self.materialise(&dirs, tree, owner, farm.as_deref(), changes, n, &mut stage).map(|()| true)
+            let prepared = match source {
+                Source::Whole(prepared) => Ok(prepared),
+                Source::Remembered { .. } => self.prepare(&request.root),
+            };
+            staged = prepared.and_then(|prepared| {
+                let tree = &prepared.tree;
+                let farm = farm.take().map_or_else(|| self.farm_or_check(&dirs, tree, owner), Ok)?;
+                self.materialise(&dirs, tree, owner, farm.as_deref(), &prepared.changes, n, &mut stage)
+                    .map(|()| true)
             });
         }
         if let Err(error) = staged {
@@ -236,7 +257,7 @@ impl Stages {
     }
 
     /// The validated tree of `root` and its plan: cached, or read and checked (and then cached).
-    fn prepare(&self, root: &Digest) -> Result<Arc<Prepared>> {
+    pub(super) fn prepare(&self, root: &Digest) -> Result<Arc<Prepared>> {
         if let Some(prepared) = self.inner.trees.get(root) {
             return Ok(prepared);
         }
