@@ -48,11 +48,6 @@ impl LazyTree {
         let read = Mutex::new(HashMap::from([(root, Arc::new(directory))]));
         Ok(Self { root, store, read })
     }
-
-    /// How many directories have been read so far.
-    pub fn directories_read(&self) -> usize {
-        self.read.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
 }
 
 impl DirectorySource for LazyTree {
