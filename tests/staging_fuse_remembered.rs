@@ -7,7 +7,7 @@ mod staging_support;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rebox::digest::Digest;
 use rebox::proto::build::bazel::remote::execution::v2 as reapi;
@@ -59,6 +59,17 @@ fn record(store: &Store, root: &Digest) -> PathBuf {
     store.root().join("cas/staging-trees").join(format!("{}-{}", root.hash_hex(), root.size()))
 }
 
+/// Writes a record of `root` by hand.
+fn forge_record(store: &Store, root: &Digest, content: &[u8]) {
+    fs::create_dir_all(record(store, root).parent().unwrap()).unwrap();
+    fs::write(record(store, root), content).unwrap();
+}
+
+/// How listing `dir` fails (it must).
+fn listing_error(dir: &Path) -> std::io::Error {
+    fs::read_dir(dir).and_then(|mut entries| entries.next().transpose()).unwrap_err()
+}
+
 #[test]
 fn a_tree_validated_whole_is_remembered_and_the_next_process_reads_only_what_it_enters() {
     if fuse_skipped() {
@@ -99,7 +110,7 @@ fn a_tree_validated_whole_is_remembered_and_the_next_process_reads_only_what_it_
 
     // Entering the directory whose blob went fails, and its owner is told which.
     assert!(next.missing_blob(staged.id).is_none());
-    let failed = fs::read_dir(s.join("data/d39")).and_then(|mut e| e.next().transpose()).unwrap_err();
+    let failed = listing_error(&s.join("data/d39"));
     assert_eq!(failed.raw_os_error(), Some(libc::EIO), "{failed}");
     let missing = next.missing_blob(staged.id).expect("the missing directory is told");
     assert_eq!(missing.code(), tonic::Code::FailedPrecondition);
@@ -127,11 +138,10 @@ fn each_directory_of_a_remembered_tree_is_still_checked_as_it_is_read() {
     assert!(!record(&store, &root).exists());
 
     // ...and a record forged for it serves the good part only.
-    fs::create_dir_all(record(&store, &root).parent().unwrap()).unwrap();
-    fs::write(record(&store, &root), b"rebox staging-tree 1\n").unwrap();
+    forge_record(&store, &root, b"rebox staging-tree 1\n");
     let staged = stages.stage(&fuse(root)).unwrap();
     assert_eq!(fs::read(staged.dir.join("good/ok")).unwrap(), b"ok");
-    let failed = fs::read_dir(staged.dir.join("bad")).and_then(|mut e| e.next().transpose()).unwrap_err();
+    let failed = listing_error(&staged.dir.join("bad"));
     assert_eq!(failed.raw_os_error(), Some(libc::EIO), "{failed}");
     stages.unstage(staged.id).unwrap();
 }
@@ -144,8 +154,7 @@ fn a_record_of_other_checks_is_ignored() {
     let (_tmp, store) = store();
     let (root, untouched) = big_tree(&store);
     assert!(store.remove(&untouched).unwrap());
-    fs::create_dir_all(record(&store, &root).parent().unwrap()).unwrap();
-    fs::write(record(&store, &root), b"rebox staging-tree 0\n").unwrap();
+    forge_record(&store, &root, b"rebox staging-tree 0\n");
     let error = remembering(&store).stage(&fuse(root)).unwrap_err();
     assert!(error.to_string().contains("data/d39"), "read whole: {error}");
 }

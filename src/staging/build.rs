@@ -22,7 +22,6 @@ use super::attrs::{Attrs, Owner};
 use super::error::{Result, StagingError};
 use super::pool::{Pool, VariantName, create_file, set_attrs};
 use super::sys::Sys;
-use crate::digest::Digest;
 use crate::proto::build::bazel::remote::execution::v2 as reapi;
 use crate::store::Store;
 use crate::tree::Tree;
@@ -181,10 +180,7 @@ fn open_read(dir: BorrowedFd<'_>, name: &str) -> std::io::Result<File> {
     Ok(File::from(nix::fcntl::openat(dir, name, flags, Mode::empty())?))
 }
 
-/// A node's digest; validation already checked it.
-pub fn parse_digest(digest: Option<&reapi::Digest>) -> Option<Digest> {
-    digest.and_then(|d| Digest::from_hex(&d.hash, d.size_bytes).ok())
-}
+pub use crate::tree::parse_digest;
 
 /// `parent/name`, with the root written `.`.
 pub fn join(parent: &str, name: &str) -> String {

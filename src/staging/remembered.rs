@@ -78,13 +78,14 @@ impl RememberedTrees {
 
     /// Past [`MAX_RECORDS`], removes the half least recently staged.
     fn forget_least_recent(&self) -> io::Result<()> {
-        let mut records: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(&self.dir)?
-            .flatten()
-            .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
-            .collect();
-        if records.len() <= MAX_RECORDS {
+        let paths: Vec<PathBuf> = fs::read_dir(&self.dir)?.flatten().map(|entry| entry.path()).collect();
+        if paths.len() <= MAX_RECORDS {
             return Ok(());
         }
+        let mut records: Vec<(std::time::SystemTime, PathBuf)> = paths
+            .into_iter()
+            .filter_map(|path| Some((fs::symlink_metadata(&path).ok()?.modified().ok()?, path)))
+            .collect();
         records.sort_unstable();
         for (_, path) in &records[..records.len() / 2] {
             match fs::remove_file(path) {

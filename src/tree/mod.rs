@@ -13,5 +13,5 @@ mod walk;
 pub use error::TreeError;
 pub use source::{DirectorySource, LazyTree, first_path_of};
 pub use upload::{UploadOptions, to_proto, upload_dir};
-pub use validate::{check_name, node_digest, validate_directory};
+pub use validate::{check_name, node_digest, parse_digest, validate_directory};
 pub use walk::{MAX_DEPTH, Tree};

@@ -9,7 +9,7 @@ use crate::proto::build::bazel::remote::execution::v2 as reapi;
 use crate::store::Store;
 
 use super::walk::{join, read_directory};
-use super::{Tree, TreeError, validate_directory};
+use super::{Tree, TreeError, parse_digest, validate_directory};
 
 /// A tree's Directory messages, by digest.
 pub trait DirectorySource: std::fmt::Debug + Send + Sync {
@@ -92,7 +92,8 @@ pub fn first_path_of(source: &dyn DirectorySource, digest: &Digest) -> Option<St
         depth: usize,
     ) -> Option<String> {
         let directory = source.directory(at)?;
-        if let Some(file) = directory.files.iter().find(|f| parse(f.digest.as_ref()).as_ref() == Some(wanted))
+        if let Some(file) =
+            directory.files.iter().find(|f| parse_digest(f.digest.as_ref()).as_ref() == Some(wanted))
         {
             return Some(join(path, &file.name));
         }
@@ -100,7 +101,7 @@ pub fn first_path_of(source: &dyn DirectorySource, digest: &Digest) -> Option<St
             return None;
         }
         directory.directories.iter().find_map(|node| {
-            let child = parse(node.digest.as_ref())?;
+            let child = parse_digest(node.digest.as_ref())?;
             let child_path = join(path, &node.name);
             if child == *wanted {
                 return Some(child_path);
@@ -109,8 +110,4 @@ pub fn first_path_of(source: &dyn DirectorySource, digest: &Digest) -> Option<St
         })
     }
     walk(source, ".", &source.root(), digest, 0)
-}
-
-fn parse(digest: Option<&reapi::Digest>) -> Option<Digest> {
-    digest.and_then(|d| Digest::from_hex(&d.hash, d.size_bytes).ok())
 }

@@ -35,6 +35,11 @@ pub fn validate_directory(
         .collect()
 }
 
+/// A node's digest, in a tree already validated (which checked it).
+pub fn parse_digest(digest: Option<&reapi::Digest>) -> Option<Digest> {
+    digest.and_then(|d| Digest::from_hex(&d.hash, d.size_bytes).ok())
+}
+
 /// Checks that `name` is a single, harmless path component.
 pub fn check_name(dir: &str, name: &str) -> Result<(), TreeError> {
     let reason = match name {

@@ -9,7 +9,7 @@ use crate::digest::Digest;
 use crate::proto::build::bazel::remote::execution::v2 as reapi;
 use crate::store::{Store, StoreError};
 
-use super::{TreeError, validate_directory};
+use super::{TreeError, parse_digest, validate_directory};
 
 /// Deeper nesting than this is refused: real trees stay far below it, and PATH_MAX (4096 bytes)
 /// makes deeper ones unstageable anyway.
@@ -79,8 +79,7 @@ impl Tree {
         while let Some((path, directory)) = pending.pop() {
             for node in directory.directories.iter().rev() {
                 // Validation guarantees every child digest parses and is present.
-                let child = node.digest.as_ref().and_then(|d| Digest::from_hex(&d.hash, d.size_bytes).ok());
-                if let Some(child) = child.and_then(|d| self.directory(&d)) {
+                if let Some(child) = parse_digest(node.digest.as_ref()).and_then(|d| self.directory(&d)) {
                     pending.push((join(&path, &node.name), child));
                 }
             }
@@ -95,8 +94,7 @@ impl Tree {
             .directories
             .values()
             .flat_map(|d| &d.files)
-            .filter_map(|f| f.digest.as_ref())
-            .filter_map(|d| Digest::from_hex(&d.hash, d.size_bytes).ok())
+            .filter_map(|f| parse_digest(f.digest.as_ref()))
             .collect();
         digests.sort_unstable();
         digests.dedup();

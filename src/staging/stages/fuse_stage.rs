@@ -36,7 +36,17 @@ pub(super) enum Source {
     /// The tree read and checked whole (or found so in memory).
     Whole(Arc<Prepared>),
     /// A tree remembered as valid, read as the action goes (FUSE only).
-    Remembered { tree: Arc<dyn DirectorySource>, changes: Vec<WritabilityChange> },
+    Remembered { tree: Arc<LazyTree>, changes: Vec<WritabilityChange> },
+}
+
+impl Source {
+    /// What a FUSE stage of it serves, and where writability changes.
+    fn served(&self) -> (Arc<dyn DirectorySource>, &[WritabilityChange]) {
+        match self {
+            Source::Whole(prepared) => (prepared.tree.clone(), &prepared.changes),
+            Source::Remembered { tree, changes } => (tree.clone(), changes),
+        }
+    }
 }
 
 impl Stages {
@@ -44,15 +54,28 @@ impl Stages {
     /// staged through FUSE; any other is read and checked whole first.
     pub(super) fn source(&self, root: &Digest, fuse: bool) -> Result<Source> {
         match fuse.then(|| self.remembered(root)).flatten() {
-            Some((tree, changes)) => Ok(Source::Remembered { tree, changes }),
+            Some(remembered) => Ok(remembered),
             None => Ok(Source::Whole(self.prepare(root)?)),
         }
+    }
+
+    /// Mounts a FUSE stage of `source` (see [`Stages::mount_fuse`]).
+    pub(super) fn mount_fuse_of(
+        &self,
+        dirs: &Dirs,
+        source: &Source,
+        owner: Owner,
+        n: u64,
+        stage: &mut LiveStage,
+    ) -> Result<bool> {
+        let (tree, changes) = source.served();
+        self.mount_fuse(dirs, tree, changes, owner, n, stage)
     }
 
     /// Mounts a FUSE filesystem serving the tree at the stage's target, then applies
     /// `SubtreeReadOnly`. `Ok(false)` when FUSE turns out not to work here (said once in the
     /// log): the caller stages another way.
-    pub(super) fn mount_fuse(
+    fn mount_fuse(
         &self,
         dirs: &Dirs,
         tree: Arc<dyn DirectorySource>,
@@ -179,15 +202,18 @@ impl Stages {
         let _ = self.inner.remembered.set(RememberedTrees::new(self.inner.layout.trees()));
     }
 
-    /// The tree of `root` if this store remembers it as valid (and it is served lazily here),
-    /// with its writability changes; `None` when it must be read and checked whole.
-    fn remembered(&self, root: &Digest) -> Option<(Arc<dyn DirectorySource>, Vec<WritabilityChange>)> {
-        if !self.inner.lazy_blob_check.load(Ordering::Relaxed) {
-            return None;
-        }
-        let changes = self.inner.remembered.get()?.get(root)?;
+    /// The records of trees, if this process uses them: only where blobs are checked lazily, as
+    /// a remembered tree's are never looked for up front.
+    fn records(&self) -> Option<&RememberedTrees> {
+        self.inner.remembered.get().filter(|_| self.inner.lazy_blob_check.load(Ordering::Relaxed))
+    }
+
+    /// The tree of `root` if this store remembers it as valid, to be served as read; `None` when
+    /// it must be read and checked whole.
+    fn remembered(&self, root: &Digest) -> Option<Source> {
+        let changes = self.records()?.get(root)?;
         match LazyTree::open(self.inner.store.clone(), *root) {
-            Ok(tree) => Some((Arc::new(tree), changes)),
+            Ok(tree) => Some(Source::Remembered { tree: Arc::new(tree), changes }),
             Err(error) => {
                 // Read and checked whole instead, which says what is wrong.
                 tracing::debug!(%root, %error, "a remembered tree cannot be served as read");
@@ -199,10 +225,8 @@ impl Stages {
     /// Remembers `prepared` (found valid, its blobs left to the action's opens), if this process
     /// remembers trees.
     pub(super) fn remember(&self, root: &Digest, prepared: &Prepared) {
-        if let Some(remembered) = self.inner.remembered.get()
-            && self.inner.lazy_blob_check.load(Ordering::Relaxed)
-        {
-            remembered.remember(root, prepared.entries(), &prepared.changes);
+        if let Some(records) = self.records() {
+            records.remember(root, prepared.entries(), &prepared.changes);
         }
     }
 

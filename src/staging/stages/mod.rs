@@ -214,13 +214,8 @@ impl Stages {
             fuse: None,
             _slot: None,
         };
-        let mut staged = match &source {
-            _ if !fuse => Ok(false),
-            Source::Whole(p) => self.mount_fuse(&dirs, p.tree.clone(), &p.changes, owner, n, &mut stage),
-            Source::Remembered { tree, changes } => {
-                self.mount_fuse(&dirs, tree.clone(), changes, owner, n, &mut stage)
-            }
-        };
+        let mut staged =
+            if fuse { self.mount_fuse_of(&dirs, &source, owner, n, &mut stage) } else { Ok(false) };
         if let Ok(false) = staged {
             let prepared = match source {
                 Source::Whole(prepared) => Ok(prepared),
