@@ -61,7 +61,7 @@ fn assert_one_line_error(output: &Output, needle: &str) {
 }
 
 /// Waits until process `pid` has a temporary file under `tmp` open that holds at least `bytes`;
-/// returns the private directory it was created in. The file is anonymous (`O_TMPFILE`), so it
+/// returns the private directory it was created under. The file is anonymous (`O_TMPFILE`), so it
 /// is found through the writer's open descriptors, not by name.
 fn wait_for_partial_write(pid: u32, tmp: &Path, bytes: u64) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -72,7 +72,8 @@ fn wait_for_partial_write(pid: u32, tmp: &Path, bytes: u64) -> PathBuf {
             if target.starts_with(tmp)
                 && fs::metadata(fd.path()).is_ok_and(|m| m.is_file() && m.len() >= bytes)
             {
-                return target.parent().unwrap().to_owned();
+                // The writer's private directory: the file is in one of its generations.
+                return tmp.join(target.strip_prefix(tmp).unwrap().components().next().unwrap());
             }
         }
         assert!(Instant::now() < deadline, "the writer never got {bytes} bytes into {}", tmp.display());

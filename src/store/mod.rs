@@ -15,6 +15,7 @@
 mod adopt;
 mod error;
 mod layout;
+mod placement;
 mod presence;
 mod presence_index;
 mod put;

@@ -11,24 +11,55 @@
 //! [`Store`](super::Store) writes into a private [`LockedDir`] `cas/tmp/rebox-<pid>-<nonce>`,
 //! locked for its whole life (see [`crate::locked_dir`] for why a lock and not pids or ages).
 //! Only `rebox-*` directories are ever touched: anything else in `cas/tmp` is not ours to judge.
+//!
+//! Anonymous files are created in a generation subdirectory of the private directory, replaced by
+//! a new one every [`FILES_PER_GENERATION`] files, and the private directory spreads its
+//! subdirectories over the filesystem: new inodes then keep away from the groups expiry has just
+//! emptied ([`super::placement`] says why that matters on ext4).
 
 use std::ffi::CStr;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
 
-use nix::fcntl::{AT_FDCWD, AtFlags};
-use nix::unistd::linkat;
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag};
+use nix::sys::stat::{Mode, mkdirat};
+use nix::time::{ClockId, clock_gettime};
+use nix::unistd::{UnlinkatFlags, linkat, unlinkat};
 
 use super::error::{IoContext, Result, StoreError};
+use super::placement;
 use crate::anonymous_file;
 use crate::locked_dir::{LockedDir, lock_if_abandoned};
 
 /// Prefix of the private directories; nothing else in `cas/tmp` is touched.
 const PREFIX: &str = "rebox-";
+
+/// When a generation directory is replaced by the next.
+const GENERATIONS: GenerationPolicy = GenerationPolicy {
+    // A fraction of an ext4 group's 8,192 inodes; few enough directories to cost nothing.
+    files: 1024,
+    // A creation takes tens of µs of CPU in a group with room, over 1 ms in one whose thousands
+    // of inodes were freed in the last minutes.
+    slow_creation: Duration::from_micros(250),
+    // Bounds the directories a filesystem that is slow everywhere costs.
+    min_files: 64,
+};
+
+/// A generation is full after `files` files, or after `min_files` once creating one took more CPU
+/// than `slow_creation` (its group is crowded with just-freed inodes: move on rather than wait for
+/// the count).
+#[derive(Debug, Clone, Copy)]
+struct GenerationPolicy {
+    files: u64,
+    slow_creation: Duration,
+    min_files: u64,
+}
 
 /// A store's private, locked directory for temporary files. Dropping it removes the directory.
 #[derive(Debug)]
@@ -37,6 +68,19 @@ pub struct TmpDir {
     next_file: AtomicU64,
     /// Whether anonymous files are used; cleared for good the first time the filesystem refuses.
     anonymous: AtomicBool,
+    /// Where anonymous files are created now. Creating holds it shared, replacing it exclusive,
+    /// so a generation is never removed under a file being created in it.
+    generation: RwLock<Generation>,
+    policy: GenerationPolicy,
+}
+
+/// A subdirectory `<number>` of the private directory, open for `O_TMPFILE`.
+#[derive(Debug)]
+struct Generation {
+    number: u64,
+    dir: OwnedFd,
+    /// Anonymous files created in it so far.
+    files: AtomicU64,
 }
 
 /// A temporary file being written: anonymous, or named in the private directory. Dropping it
@@ -50,10 +94,18 @@ pub struct TempFile {
 impl TmpDir {
     /// Creates and locks a new private directory under `tmp` (which must exist).
     pub fn create(tmp: &Path) -> Result<Self> {
+        Self::with_policy(tmp, GENERATIONS)
+    }
+
+    fn with_policy(tmp: &Path, policy: GenerationPolicy) -> Result<Self> {
         let dir = LockedDir::create(tmp, PREFIX, 0o700)
             .map_err(|e| StoreError::io("create a private temporary directory in", tmp, e))?;
-        let anonymous = anonymous_file::linkable();
-        Ok(Self { dir, next_file: AtomicU64::new(0), anonymous: AtomicBool::new(anonymous) })
+        if let Err(e) = placement::spread_subdirectories(dir.fd()) {
+            tracing::debug!("{}: generations stay next to it ({e})", dir.path().display());
+        }
+        let generation = RwLock::new(Generation::create(&dir, 0)?);
+        let anonymous = AtomicBool::new(anonymous_file::linkable());
+        Ok(Self { dir, next_file: AtomicU64::new(0), anonymous, generation, policy })
     }
 
     /// The directory's path.
@@ -66,12 +118,28 @@ impl TmpDir {
     /// writable whatever `mode` says).
     pub fn create_file(&self, mode: u32) -> Result<TempFile> {
         if self.anonymous.load(Ordering::Relaxed) {
-            match anonymous_file::create(self.dir.fd(), ".", mode) {
-                Ok(Some(file)) => return Ok(TempFile { file, path: None }),
+            let generation = self.generation.read().unwrap_or_else(PoisonError::into_inner);
+            let started = thread_cpu_time();
+            let created = anonymous_file::create(generation.dir.as_fd(), ".", mode);
+            let took = thread_cpu_time().saturating_sub(started);
+            let files = generation.files.fetch_add(1, Ordering::Relaxed) + 1;
+            match created {
+                Ok(Some(file)) => {
+                    let number = generation.number;
+                    drop(generation);
+                    if self.policy.is_full(files, took) {
+                        tracing::debug!(
+                            "temporary files: generation {number} full after {files} ({took:?} the last)"
+                        );
+                        self.replace_generation(number);
+                    }
+                    return Ok(TempFile { file, path: None });
+                }
                 // Not supported by this filesystem (or kernel): use named files from now on.
                 Ok(None) => self.anonymous.store(false, Ordering::Relaxed),
                 Err(errno) => {
-                    return Err(StoreError::io("create temporary file in", self.dir.path(), errno.into()));
+                    let path = generation.path(&self.dir);
+                    return Err(StoreError::io("create temporary file in", path, errno.into()));
                 }
             }
         }
@@ -81,10 +149,57 @@ impl TmpDir {
         Ok(TempFile { file, path: Some(path) })
     }
 
+    /// Replaces generation `number` by the next one, unless another writer already did, and
+    /// removes it (empty: its files have no names). Best effort: a placement, not a need, so a
+    /// failure leaves the files going where they went.
+    fn replace_generation(&self, number: u64) {
+        let mut current = self.generation.write().unwrap_or_else(PoisonError::into_inner);
+        if current.number != number {
+            return;
+        }
+        match Generation::create(&self.dir, number + 1) {
+            Ok(next) => *current = next,
+            Err(e) => return tracing::debug!("temporary files stay in their generation: {e}"),
+        }
+        drop(current);
+        let _ = unlinkat(self.dir.fd(), number.to_string().as_str(), UnlinkatFlags::RemoveDir);
+    }
+
     /// A fresh name in the private directory, for a file the caller creates.
     pub fn unique_path(&self) -> PathBuf {
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
         self.dir.path().join(format!("blob-{n}"))
+    }
+}
+
+/// CPU time this thread has used: what a crowded group costs a creation, whoever else wants the
+/// CPU meanwhile (wall time would blame the group for every preemption).
+fn thread_cpu_time() -> Duration {
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
+}
+
+impl GenerationPolicy {
+    /// Whether a generation that has had `files` files, the last created in `took`, is full.
+    fn is_full(&self, files: u64, took: Duration) -> bool {
+        files >= self.files || (files >= self.min_files && took > self.slow_creation)
+    }
+}
+
+impl Generation {
+    /// Makes and opens generation `number` in `private`.
+    fn create(private: &LockedDir, number: u64) -> Result<Self> {
+        let name = number.to_string();
+        let path = || private.path().join(&name);
+        mkdirat(private.fd(), name.as_str(), Mode::from_bits_truncate(0o700))
+            .map_err(|errno| StoreError::io("create directory", path(), errno.into()))?;
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let dir = nix::fcntl::openat(private.fd(), name.as_str(), flags, Mode::empty())
+            .map_err(|errno| StoreError::io("open directory", path(), errno.into()))?;
+        Ok(Self { number, dir, files: AtomicU64::new(0) })
+    }
+
+    fn path(&self, private: &LockedDir) -> PathBuf {
+        private.path().join(self.number.to_string())
     }
 }
 
@@ -154,6 +269,7 @@ pub fn remove_abandoned(tmp: &Path) -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::CString;
     use std::io::Write;
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
@@ -191,7 +307,8 @@ mod tests {
         let temp = dir.create_file(0o444).unwrap();
         temp.file().write_all(b"content").unwrap();
         assert!(temp.path.is_none(), "O_TMPFILE works on this machine's filesystems");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "an anonymous file has no name");
+        assert_eq!(generations(&dir), ["0"]);
+        assert_eq!(fs::read_dir(dir.path().join("0")).unwrap().count(), 0, "an anonymous file has no name");
 
         let target = File::open(tmp.path()).unwrap();
         temp.link_at(target.as_fd(), c"linked").unwrap();
@@ -200,6 +317,82 @@ mod tests {
         assert_eq!(fs::metadata(&linked).unwrap().mode() & 0o7777, 0o444);
         let again = temp.link_at(target.as_fd(), c"linked").unwrap_err();
         assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+    }
+
+    /// Generations of `files` files each.
+    fn by_count(files: u64) -> GenerationPolicy {
+        GenerationPolicy { files, slow_creation: Duration::MAX, min_files: files }
+    }
+
+    /// The names in the private directory of `dir`.
+    fn generations(dir: &TmpDir) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn anonymous_files_move_to_a_spread_new_generation_directory_every_so_often() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = TmpDir::with_policy(tmp.path(), by_count(3)).unwrap();
+        let handle = File::open(dir.path()).unwrap();
+        assert!(placement::spreads_subdirectories(handle.as_fd()).unwrap(), "ext4 here has FS_TOPDIR_FL");
+        let target = tempfile::tempdir_in(tmp.path()).unwrap();
+        let target_dir = File::open(target.path()).unwrap();
+        for n in 0..7 {
+            let temp = dir.create_file(0o444).unwrap();
+            assert_eq!(generations(&dir), [((n + 1) / 3).to_string()], "file {n}");
+            temp.file().write_all(format!("file {n}").as_bytes()).unwrap();
+            temp.link_at(target_dir.as_fd(), &CString::new(n.to_string()).unwrap()).unwrap();
+        }
+        assert_eq!(generations(&dir), ["2"], "each generation is removed once replaced");
+        for n in 0..7 {
+            assert_eq!(fs::read_to_string(target.path().join(n.to_string())).unwrap(), format!("file {n}"));
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_never_lose_a_file_to_a_generation_being_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = TmpDir::with_policy(tmp.path(), by_count(5)).unwrap();
+        let target = tempfile::tempdir_in(tmp.path()).unwrap();
+        let target_dir = File::open(target.path()).unwrap();
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let (dir, target_dir) = (&dir, &target_dir);
+                scope.spawn(move || {
+                    for n in 0..200 {
+                        let temp = dir.create_file(0o444).unwrap();
+                        let name = CString::new(format!("{thread}-{n}")).unwrap();
+                        temp.link_at(target_dir.as_fd(), &name).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(fs::read_dir(target.path()).unwrap().count(), 800);
+        let [last] = &generations(&dir)[..] else {
+            panic!("one generation is left: {:?}", generations(&dir))
+        };
+        assert!((1..=160).contains(&last.parse::<u64>().unwrap()), "generation {last}");
+    }
+
+    #[test]
+    fn a_slow_creation_ends_a_generation_early_but_not_before_its_minimum() {
+        let tmp = tempfile::tempdir().unwrap();
+        let always_slow = GenerationPolicy { files: 1000, slow_creation: Duration::ZERO, min_files: 2 };
+        let dir = TmpDir::with_policy(tmp.path(), always_slow).unwrap();
+        let never_slow =
+            TmpDir::with_policy(tmp.path(), GenerationPolicy { slow_creation: Duration::MAX, ..always_slow });
+        let never_slow = never_slow.unwrap();
+        for _ in 0..6 {
+            drop(dir.create_file(0o444).unwrap());
+            drop(never_slow.create_file(0o444).unwrap());
+        }
+        assert_eq!(generations(&dir), ["3"]);
+        assert_eq!(generations(&never_slow), ["0"]);
     }
 
     #[test]
