@@ -8,7 +8,7 @@ use super::build::{join, parse_digest};
 use super::error::{Result, StagingError};
 use crate::digest::Digest;
 use crate::proto::build::bazel::remote::execution::v2 as reapi;
-use crate::tree::Tree;
+use crate::tree::{DirectorySource, Tree};
 
 /// Most entries a staged tree may have once shared subtrees are expanded. A few kilobytes of
 /// Directory messages that share subtrees can describe an exponentially large tree; staging one
@@ -137,8 +137,9 @@ pub fn first_path_of_directory(tree: &Tree, digest: &Digest) -> String {
     .unwrap_or_else(|| digest.to_string())
 }
 
-/// The first path at which a file with content `digest` is staged.
-pub fn first_path_of_blob(tree: &Tree, digest: &Digest) -> String {
+/// The first path at which a file with content `digest` (or, in a lazily read tree, the
+/// directory `digest`) is staged; the digest itself if none is found.
+pub fn first_path_of_blob(tree: &dyn DirectorySource, digest: &Digest) -> String {
     crate::tree::first_path_of(tree, digest).unwrap_or_else(|| digest.to_string())
 }
 

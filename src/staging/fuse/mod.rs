@@ -127,9 +127,7 @@ impl FuseStage {
     pub fn missing(&self) -> Option<(String, crate::digest::Digest)> {
         let model = self.shared.model();
         let digest = model.missing()?;
-        let path =
-            crate::tree::first_path_of(model.tree.as_ref(), &digest).unwrap_or_else(|| digest.to_string());
-        Some((path, digest))
+        Some((crate::staging::plan::first_path_of_blob(model.tree.as_ref(), &digest), digest))
     }
 
     /// What capture may take as known in this stage.

@@ -185,7 +185,7 @@ impl Stages {
         }
         check_properties(&prepared.tree, Owner::current())?;
         if let Some(absent) = store.find_missing(prepared.files()).first() {
-            let path = first_path_of_blob(&prepared.tree, absent);
+            let path = first_path_of_blob(prepared.tree.as_ref(), absent);
             return Err(StagingError::MissingBlob { path, digest: *absent });
         }
         prepared.set_present_at(removals);
