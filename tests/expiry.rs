@@ -1,12 +1,14 @@
 //! Expiry on a real store on disk: the cleaner keeps the usage between the low and the high
-//! mark while writes go on, in LRU order, sparing protected session blobs, and refuses a write
-//! (RESOURCE_EXHAUSTED) only when nothing more can be expired.
+//! mark while writes go on, in LRU order, sparing protected session blobs, gives way to writes in
+//! progress while there is room, and refuses a write (RESOURCE_EXHAUSTED) only when nothing more
+//! can be expired.
 
 use std::fs::{self, File};
+use std::io::{PipeWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, SystemTime};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
 
 use rebox::digest::{Digest, DigestFunction};
 use rebox::expiry::{ByteSize, Expiry, QuotaConfig};
@@ -204,4 +206,101 @@ fn a_second_policy_on_one_store_is_refused() {
     let store = open(dir.path());
     let _expiry = Expiry::start(&store, quota(false)).unwrap();
     assert!(Expiry::start(&store, quota(false)).is_err());
+}
+
+/// A write that stays in progress until [`SlowWrite::finish`]: a stream whose bytes have not all
+/// arrived yet, as an upload's.
+struct SlowWrite {
+    input: PipeWriter,
+    writer: JoinHandle<Digest>,
+}
+
+impl SlowWrite {
+    fn start(store: &Arc<Store>) -> Self {
+        let (output, input) = std::io::pipe().unwrap();
+        let before = store.writes_in_progress();
+        let writer = {
+            let store = Arc::clone(store);
+            thread::spawn(move || store.put_reader(output, None).unwrap())
+        };
+        let deadline = Instant::now() + SETTLE;
+        while store.writes_in_progress() == before {
+            assert!(Instant::now() < deadline, "the upload does not count as a write in progress");
+            thread::sleep(Duration::from_millis(1));
+        }
+        Self { input, writer }
+    }
+
+    fn finish(mut self) -> Digest {
+        self.input.write_all(b"the rest of the stream").unwrap();
+        drop(self.input);
+        self.writer.join().unwrap()
+    }
+}
+
+/// A store under a fresh expiry policy, its initial pass done, an upload in progress, and then
+/// `blobs` blobs written beside it.
+fn store_with_an_upload_in_progress(blobs: usize) -> (tempfile::TempDir, Arc<Store>, Expiry, SlowWrite) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let expiry = Expiry::start(&store, quota(false)).unwrap();
+    assert!(expiry.wait_idle(SETTLE));
+    let upload = SlowWrite::start(&store);
+    for n in 0..blobs {
+        store.put_bytes(&blob("a", n)).unwrap();
+    }
+    (dir, store, expiry, upload)
+}
+
+#[test]
+fn cleanup_gives_way_to_writes_in_progress_while_there_is_room() {
+    // 900 kB: past the threshold, short of the urgent mark. A pass starts and waits.
+    let (dir, store, expiry, upload) = store_with_an_upload_in_progress(90);
+    let limits = expiry.limits();
+    assert!(limits.threshold < store.usage() && store.usage() < limits.urgent());
+    thread::sleep(Duration::from_millis(300));
+    assert!(expiry.status().busy, "a pass is under way");
+    assert_eq!(store.removals(), 0, "the pass gave way to the write in progress");
+
+    // Once the write is done, the pass goes on.
+    upload.finish();
+    assert!(expiry.wait_idle(SETTLE));
+    assert!(store.removals() > 0);
+    assert!(store.usage() <= limits.threshold, "usage {}", store.usage());
+    assert_eq!(bytes_on_disk(dir.path()), store.usage());
+}
+
+#[test]
+fn past_the_urgent_mark_cleanup_does_not_wait_for_writes_in_progress() {
+    // 950 kB: past the urgent mark (938,750 bytes).
+    let (_dir, store, expiry, upload) = store_with_an_upload_in_progress(95);
+    let deadline = Instant::now() + SETTLE;
+    while store.usage() >= expiry.limits().urgent() {
+        assert!(Instant::now() < deadline, "cleanup waited for the write in progress");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(store.removals() > 0);
+    assert_eq!(store.writes_in_progress(), 1, "the upload is still in progress");
+    upload.finish();
+    assert!(expiry.wait_idle(SETTLE));
+}
+
+#[test]
+fn a_write_waiting_for_room_is_not_kept_waiting_by_a_pass_that_gives_way() {
+    let (_dir, store, expiry, upload) = store_with_an_upload_in_progress(90);
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(store.removals(), 0, "the pass gives way");
+
+    // 150 kB more does not fit under the 1 MB high mark: this write waits for room, and is
+    // itself a write in progress. The pass must make room rather than give way to it (a write
+    // gives up after waiting 60 s).
+    let started = Instant::now();
+    let mut large = blob("large", 0);
+    large.resize(150_000, b'L');
+    let digest = store.put_bytes(&large).unwrap();
+    assert!(started.elapsed() < SETTLE, "the write waited {:?} for room", started.elapsed());
+    assert!(store.contains(&digest));
+    assert!(store.usage() <= HIGH);
+    upload.finish();
+    assert!(expiry.wait_idle(SETTLE));
 }

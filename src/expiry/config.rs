@@ -44,6 +44,14 @@ pub struct Limits {
     pub low: u64,
 }
 
+impl Limits {
+    /// Below this usage, halfway from the threshold to the high mark, cleanup gives way to writes
+    /// in progress: there is still room for them. From there on it runs flat out.
+    pub fn urgent(&self) -> u64 {
+        self.threshold + self.high.saturating_sub(self.threshold) / 2
+    }
+}
+
 impl QuotaConfig {
     /// A quota of `high` bytes with buildbox-casd's defaults for everything else.
     pub fn new(high: ByteSize) -> Self {
@@ -126,6 +134,14 @@ mod tests {
         let config = QuotaConfig { low: "100M".parse().unwrap(), ..QuotaConfig::new("1G".parse().unwrap()) };
         assert_eq!(config.limits(0, PLENTY).threshold, 685_000_000);
         assert_eq!(config.limits(0, PLENTY).low, 100_000_000);
+    }
+
+    #[test]
+    fn cleanup_is_urgent_halfway_from_the_threshold_to_the_high_mark() {
+        let limits = QuotaConfig::new(ByteSize(1_000_000)).limits(0, PLENTY);
+        assert_eq!(limits.urgent(), 938_750);
+        let full = Limits { high: 1000, threshold: 1000, low: 650 };
+        assert_eq!(full.urgent(), 1000);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   that does not fit waits for cleanup, and is refused with [`crate::store::QuotaExceeded`]
 //!   only when nothing more can be expired);
 //! - [`cleaner`]: the background thread that removes objects. It starts at the cleanup
-//!   threshold, below the high mark, so writes normally never wait.
+//!   threshold, below the high mark, so writes normally never wait, and gives way to writes in
+//!   progress until the usage is halfway from there to the high mark.
 
 mod cleaner;
 mod config;

@@ -26,6 +26,7 @@ impl Store {
     /// it was replaced under that name meanwhile): it is then left where it was, for the caller
     /// to copy. Once moved, the file is gone from `dir` even if the store already held its content.
     pub fn adopt(&self, dir: BorrowedFd<'_>, name: &CStr, file: &File) -> Result<Option<Digest>> {
+        let _writing = self.inner.writing.begin();
         let opened = file.metadata().map_err(|e| StoreError::io("stat", name_path(name), e))?;
         if !opened.is_file() || opened.nlink() != 1 || opened.uid() != nix::unistd::geteuid().as_raw() {
             return Ok(None);

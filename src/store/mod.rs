@@ -12,6 +12,7 @@
 //! temporary directory. Several processes may open the same root at once; each keeps its own usage
 //! figure, exact for what it wrote or removed itself plus what it found on open.
 
+mod activity;
 mod adopt;
 mod error;
 mod layout;
@@ -44,6 +45,7 @@ use nix::sys::stat::{Mode, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::digest::{Digest, DigestFunction};
+use activity::WriteActivity;
 use error::IoContext;
 use presence_index::PresenceIndex;
 use tmp::TmpDir;
@@ -65,6 +67,8 @@ struct Inner {
     usage: AtomicU64,
     /// Objects this store removed so far.
     removals: AtomicU64,
+    /// Calls writing objects now, which expiry gives way to.
+    writing: WriteActivity,
     tmp: TmpDir,
     /// `cas/objects`, open (`O_PATH`) for lookups relative to it.
     objects_dir: OwnedFd,
@@ -117,6 +121,7 @@ impl Store {
                 empty,
                 usage,
                 removals,
+                writing: WriteActivity::default(),
                 tmp,
                 objects_dir,
                 present,
@@ -154,6 +159,11 @@ impl Store {
     /// was found present is still there (unless removed behind the store's back).
     pub fn removals(&self) -> u64 {
         self.inner.removals.load(Ordering::Relaxed)
+    }
+
+    /// Calls writing objects right now (storing bytes, a file or a stream, adopting a file).
+    pub fn writes_in_progress(&self) -> usize {
+        self.inner.writing.count()
     }
 
     /// Marks `digests` used now, for the quota policy's LRU order, without touching the disk.

@@ -14,6 +14,7 @@ const COPY_CHUNK: usize = 256 * 1024;
 impl Store {
     /// Stores `data`; returns its digest. Content already stored is not written again.
     pub fn put_bytes(&self, data: &[u8]) -> Result<Digest> {
+        let _writing = self.inner.writing.begin();
         let digest = self.inner.function.hash_bytes(data);
         self.put_hashed(&digest, data)?;
         Ok(digest)
@@ -21,6 +22,7 @@ impl Store {
 
     /// Stores `data`, which must have digest `expected` (else nothing is stored).
     pub fn put_bytes_expecting(&self, expected: &Digest, data: &[u8]) -> Result<()> {
+        let _writing = self.inner.writing.begin();
         self.inner.function.check(expected)?;
         if data.len() as u64 != expected.size() {
             return Err(StoreError::SizeMismatch {
@@ -66,6 +68,7 @@ impl Store {
         expected: Option<&Digest>,
         read_error: impl Fn(io::Error) -> StoreError,
     ) -> Result<Digest> {
+        let _writing = self.inner.writing.begin();
         let mut writer = self.writer(expected.copied())?;
         let mut buffer = vec![0u8; COPY_CHUNK];
         loop {

@@ -44,6 +44,7 @@ impl Store {
     /// Starts writing a blob. With `expected`, the content must match it (hash and size); a stream
     /// longer than `expected` says is refused as soon as it overflows.
     pub fn writer(&self, expected: Option<Digest>) -> Result<BlobWriter> {
+        let _writing = self.inner.writing.begin();
         if let Some(expected) = &expected {
             self.inner.function.check(expected)?;
             // Refuse early what cannot fit, rather than after receiving it all.
@@ -73,6 +74,7 @@ impl Store {
 impl BlobWriter {
     /// Appends `data` to the blob.
     pub fn write_all(&mut self, data: &[u8]) -> Result<()> {
+        let _writing = self.store.writing.begin();
         let written = self.hasher.size() + data.len() as u64;
         if let Some(expected) = self.expected.filter(|e| written > e.size()) {
             return Err(StoreError::SizeMismatch { expected, actual: written, path: None });
@@ -90,6 +92,7 @@ impl BlobWriter {
     /// Verifies the content against the expected digest, if any, and publishes it as an object.
     /// Returns the blob's digest. Succeeds too if the object was already present.
     pub fn commit(self) -> Result<Digest> {
+        let _writing = self.store.writing.begin();
         let actual = self.hasher.clone().finish();
         if let Some(expected) = self.expected {
             if actual.size() != expected.size() {
