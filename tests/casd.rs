@@ -69,6 +69,9 @@ fn started_as_buildstream_does_it_serves_info_and_stops_cleanly_on_sigterm() {
         cache.display().to_string(),
     ];
     let mut daemon = Daemon::start(&link, &args, &cache, &socket);
+    // Ready means its store is: the fan-out directories are there before the first write.
+    let fan_outs = std::fs::read_dir(cache.join("cas/objects")).unwrap().count();
+    assert_eq!(fan_outs, 256, "fan-out directories made at start");
 
     block_on(async {
         let mut local_cas = daemon.local_cas().await;

@@ -71,6 +71,34 @@ fn objects_are_read_only_at_buildbox_casd_paths() {
 }
 
 #[test]
+fn fan_out_directories_are_made_once_and_a_write_makes_one_that_went_missing() {
+    let root = tempfile::tempdir().unwrap();
+    let objects = root.path().join("cas/objects");
+    let store = open(root.path());
+    assert_eq!(fs::read_dir(&objects).unwrap().count(), 0, "opening alone makes none");
+    store.make_fan_out_dirs();
+    let mut made: Vec<String> =
+        fs::read_dir(&objects).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    made.sort();
+    let expected: Vec<String> = (0..=u8::MAX).map(|byte| format!("{byte:02x}")).collect();
+    assert_eq!(made, expected);
+    assert!(expected.iter().all(|name| objects.join(name).is_dir()));
+
+    // Once made, asking again costs one lookup, not 256: a directory removed meanwhile stays
+    // missing until a write needs it, and that write makes it.
+    let data = b"a blob in a fan-out directory that went missing";
+    let digest = DigestFunction::Sha256.hash_bytes(data);
+    let fan_out = objects.join(&digest.hash_hex()[..2]);
+    fs::remove_dir(&fan_out).unwrap();
+    drop(store);
+    let store = open(root.path());
+    store.make_fan_out_dirs();
+    assert!(!fan_out.exists(), "an existing store's fan-out directories are not made again");
+    store.put_bytes(data).unwrap();
+    assert_eq!(fs::read(store.object_path(&digest)).unwrap(), data);
+}
+
+#[test]
 fn content_not_matching_its_digest_is_never_stored() {
     let root = tempfile::tempdir().unwrap();
     let store = open(root.path());

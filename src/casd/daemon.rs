@@ -45,6 +45,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), CasdError> {
     std::fs::create_dir_all(&config.cache_dir)
         .map_err(|source| CasdError::CacheDir { path: config.cache_dir.clone(), source })?;
     let store = Store::open(&config.cache_dir, config.digest_function)?;
+    store.make_fan_out_dirs();
     info!("cache directory {}: {} bytes in objects", config.cache_dir.display(), store.usage());
     let expiry = config.quota.clone().map(|quota| Expiry::start(&store, quota)).transpose()?;
     if let Some(expiry) = &expiry {

@@ -15,6 +15,7 @@
 mod activity;
 mod adopt;
 mod error;
+mod fan_out;
 mod layout;
 mod placement;
 mod presence;

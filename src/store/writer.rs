@@ -18,6 +18,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{Mode, fstatat, mkdirat};
 
 use super::error::{IoContext, Result, StoreError};
+use super::fan_out::FAN_OUT_MODE;
 use super::layout::RelativeObjectPath;
 use super::tmp::TempFile;
 use super::touch::{is_denied, touch_at};
@@ -142,7 +143,7 @@ pub(super) fn publish(
                 return Ok(());
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                match mkdirat(objects, relative.fan_out(), Mode::from_bits_truncate(0o755)) {
+                match mkdirat(objects, relative.fan_out(), Mode::from_bits_truncate(FAN_OUT_MODE)) {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(errno) => return Err(StoreError::io("create directory", object(), errno.into())),
                 }
