@@ -9,8 +9,7 @@
 //! leave them to their writes: a few blobs need a few directories. A writer still makes a missing
 //! one (removed behind the store's back), so this is an optimisation and its failure no error.
 
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::os::fd::AsFd;
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
@@ -25,26 +24,21 @@ pub(super) const FAN_OUT_MODE: u32 = 0o755;
 const LAST: &str = "ff";
 
 impl Store {
-    /// Makes every missing fan-out directory, unless the last one exists already: an existing
-    /// store costs one `fstatat`.
+    /// Makes every missing fan-out directory, in order, unless the last one exists already: an
+    /// existing store costs one `fstatat`.
     pub fn make_fan_out_dirs(&self) {
-        make_all(self.inner.objects_dir.as_fd(), self.inner.layout.objects());
-    }
-}
-
-/// Makes every missing fan-out directory in `objects` (open, at `path`), in order, unless the last
-/// one exists.
-fn make_all(objects: BorrowedFd<'_>, path: &Path) {
-    if fstatat(objects, LAST, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
-        return;
-    }
-    for byte in 0..=u8::MAX {
-        let name = format!("{byte:02x}");
-        match mkdirat(objects, name.as_str(), Mode::from_bits_truncate(FAN_OUT_MODE)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(errno) => {
-                let path = path.join(&name);
-                return tracing::debug!("{}: left for the first write to make ({errno})", path.display());
+        let objects = self.inner.objects_dir.as_fd();
+        if fstatat(objects, LAST, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
+            return;
+        }
+        for byte in 0..=u8::MAX {
+            let name = format!("{byte:02x}");
+            match mkdirat(objects, name.as_str(), Mode::from_bits_truncate(FAN_OUT_MODE)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(errno) => {
+                    let path = self.inner.layout.objects().join(&name);
+                    return tracing::debug!("{}: left for the first write to make ({errno})", path.display());
+                }
             }
         }
     }

@@ -13,7 +13,7 @@
 //! Only `rebox-*` directories are ever touched: anything else in `cas/tmp` is not ours to judge.
 //!
 //! Anonymous files are created in a generation subdirectory of the private directory, replaced by
-//! a new one every [`FILES_PER_GENERATION`] files, and the private directory spreads its
+//! a new one every so often ([`GENERATIONS`]), and the private directory spreads its
 //! subdirectories over the filesystem: new inodes then keep away from the groups expiry has just
 //! emptied ([`super::placement`] says why that matters on ext4).
 
