@@ -262,6 +262,12 @@ fn find_missing_reports_exactly_the_missing_and_touches_the_present() {
 
     assert_eq!(store.find_missing_to_upload(&query), missing);
     assert_eq!(store.find_missing(&query), missing);
+    let mut retained = query.clone();
+    store.retain_missing_to_upload(&mut retained);
+    assert_eq!(retained, missing, "in place, as FindMissingBlobs answers");
+    let mut small = vec![present[0], missing[0], present[1], missing[1], missing[0]];
+    store.retain_missing_to_upload(&mut small);
+    assert_eq!(small, [missing[0], missing[1], missing[0]], "a small batch, duplicates kept");
     for (digest, old) in present.iter().zip(&aged) {
         assert!(mtime(&store.object_path(digest)) > *old, "{digest} was not touched");
     }

@@ -58,8 +58,14 @@ impl Digest {
 
     /// Parses a hex hash and a size as REAPI sends them (`size_bytes` is an `int64`).
     pub fn from_hex(hash: &str, size: i64) -> Result<Self, DigestError> {
+        Self::from_hex_bytes(hash.as_bytes(), size)
+    }
+
+    /// [`Digest::from_hex`] of a hash still in the bytes it arrived in (a protobuf `string` not
+    /// yet checked to be UTF-8: anything but lowercase hex is refused anyway).
+    pub fn from_hex_bytes(hash: &[u8], size: i64) -> Result<Self, DigestError> {
         let size = u64::try_from(size).map_err(|_| DigestError::Size(size.to_string()))?;
-        let bad = |reason| DigestError::Hash { hash: hash.to_owned(), reason };
+        let bad = |reason| DigestError::Hash { hash: String::from_utf8_lossy(hash).into_owned(), reason };
         if hash.is_empty() {
             return Err(bad("is empty"));
         }
@@ -71,7 +77,7 @@ impl Digest {
         // The decoder (SIMD) takes either case; REAPI hashes are lowercase only. The case check
         // has no early exit, so that it vectorises: it runs for every node of every tree read.
         let decoded = const_hex::decode_to_slice(hash, raw);
-        let uppercase = hash.bytes().fold(false, |seen, b| seen | b.is_ascii_uppercase());
+        let uppercase = hash.iter().fold(false, |seen, b| seen | b.is_ascii_uppercase());
         if decoded.is_err() || uppercase {
             return Err(bad("is not lowercase hexadecimal"));
         }
@@ -171,6 +177,17 @@ mod tests {
         fn arbitrary_text_never_panics(text in "\\PC{0,80}") {
             let _ = text.parse::<Digest>();
         }
+    }
+
+    #[test]
+    fn a_hash_that_is_not_utf8_is_refused_and_shown() {
+        let mut hash = vec![b'a'; 64];
+        hash[10] = 0xff;
+        let error = Digest::from_hex_bytes(&hash, 1).unwrap_err().to_string();
+        assert!(
+            error.contains("aaaaaaaaaa\u{fffd}aaa") && error.contains("lowercase hexadecimal"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -23,7 +23,6 @@ use tonic::service::Routes;
 
 use crate::proto::build::bazel::remote::execution::v2::action_cache_server::ActionCacheServer;
 use crate::proto::build::bazel::remote::execution::v2::capabilities_server::CapabilitiesServer;
-use crate::proto::build::bazel::remote::execution::v2::content_addressable_storage_server::ContentAddressableStorageServer;
 use crate::proto::build::buildgrid::local_content_addressable_storage_server::LocalContentAddressableStorageServer;
 use crate::proto::google::bytestream::byte_stream_server::ByteStreamServer;
 
@@ -43,20 +42,17 @@ pub fn routes(shared: Arc<Shared>) -> Routes {
     let local_cas = LocalContentAddressableStorageServer::new(local_cas::LocalCas::new(Arc::clone(&shared)))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
-    let cas = ContentAddressableStorageServer::new(cas::Cas::new(Arc::clone(&shared)))
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let bytestream = ByteStreamServer::new(bytestream::ByteStreamService::new(Arc::clone(&shared)))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let action_cache = ActionCacheServer::new(action_cache::ActionCacheService::new(Arc::clone(&shared)))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
-    let capabilities = CapabilitiesServer::new(capabilities::CapabilitiesService::new(shared))
+    let capabilities = CapabilitiesServer::new(capabilities::CapabilitiesService::new(Arc::clone(&shared)))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     Routes::new(local_cas)
-        .add_service(cas::CasServer::new(cas))
+        .add_service(cas::CasServer::new(shared))
         .add_service(bytestream)
         .add_service(action_cache)
         .add_service(capabilities)

@@ -49,16 +49,30 @@ impl Store {
         self.find_missing_with(digests, Trust::Index)
     }
 
+    /// [`Store::find_missing_to_upload`] in place: keeps only the missing digests of `digests`,
+    /// in order. A large batch is answered without a second list as large as the first.
+    pub fn retain_missing_to_upload(&self, digests: &mut Vec<Digest>) {
+        let present = self.presence_with(digests, Trust::Index);
+        let mut present = present.iter();
+        digests.retain(|_| present.next() == Some(&false));
+    }
+
     fn find_missing_with(&self, digests: &[Digest], trust: Trust) -> Vec<Digest> {
+        let present = self.presence_with(digests, trust);
+        digests.iter().zip(present).filter(|(_, present)| !present).map(|(digest, _)| *digest).collect()
+    }
+
+    /// Whether each digest of `digests` is present; present ones are marked used.
+    fn presence_with(&self, digests: &[Digest], trust: Trust) -> Vec<bool> {
         let now = now_seconds();
-        let missing = |digest: &&Digest| !self.present_and_touched(digest, now, trust);
-        let missing = if digests.len() < PARALLEL_MIN {
-            digests.iter().filter(missing).copied().collect()
+        let present = |digest: &Digest| self.present_and_touched(digest, now, trust);
+        let presence = if digests.len() < PARALLEL_MIN {
+            digests.iter().map(present).collect()
         } else {
-            digests.par_iter().with_min_len(PARALLEL_MIN / 2).filter(missing).copied().collect()
+            digests.par_iter().with_min_len(PARALLEL_MIN / 2).map(present).collect()
         };
         self.inner.notify_used(digests);
-        missing
+        presence
     }
 
     /// Whether the blob is stored, as far as this process knows; if so, marks it used.

@@ -1,9 +1,8 @@
-//! FindMissingBlobs, BatchUpdateBlobs and BatchReadBlobs.
+//! BatchUpdateBlobs and BatchReadBlobs.
 //!
 //! Batches run on a blocking thread, their blobs in parallel (each is independent syscalls and
 //! hashing). Per-blob problems go in that blob's status; only a problem with the request as a
-//! whole (instance, digest function, a malformed digest in FindMissingBlobs, a read batch over
-//! the size limit) fails the call.
+//! whole (instance, digest function, a read batch over the size limit) fails the call.
 
 use rayon::prelude::*;
 use tonic::{Code, Status};
@@ -17,41 +16,6 @@ use crate::grpc::status::{rpc_ok, rpc_status, rpc_store_status};
 use crate::proto::build::bazel::remote::execution::v2 as reapi;
 use crate::proto::google::rpc;
 use crate::store::Store;
-
-/// The digests of the request that are not in the CAS, in request order. A malformed digest
-/// fails the call (buildbox-casd reports it missing instead, which hides client bugs). Parsing
-/// runs on the blocking thread too, in parallel: 100k digests are tens of milliseconds of CPU.
-pub async fn find_missing(
-    shared: &Shared,
-    request: reapi::FindMissingBlobsRequest,
-) -> Result<reapi::FindMissingBlobsResponse, Status> {
-    check_instance(shared, &request.instance_name)?;
-    let function = check_digest_function(shared, request.digest_function)?;
-    let store = shared.store.clone();
-    let requested = request.blob_digests;
-    let missing_blob_digests = blocking(move || {
-        let digests = requested
-            .par_iter()
-            .enumerate()
-            .map(|(index, digest)| {
-                parse_digest(digest, function)
-                    .map_err(|e| Status::invalid_argument(format!("blob_digests[{index}]: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let missing = store.find_missing_to_upload(&digests);
-        // `missing` is an in-order subsequence of `digests`: hand back the request's own messages.
-        let mut next_missing = missing.iter().peekable();
-        Ok::<Vec<_>, Status>(
-            requested
-                .into_iter()
-                .zip(digests)
-                .filter_map(|(proto, digest)| next_missing.next_if_eq(&&digest).map(|_| proto))
-                .collect(),
-        )
-    })
-    .await??;
-    Ok(reapi::FindMissingBlobsResponse { missing_blob_digests })
-}
 
 /// Stores each blob whose data matches its digest; each gets its own status.
 pub async fn batch_update(

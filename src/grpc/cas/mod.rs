@@ -2,11 +2,13 @@
 //! lives in the file of its concern; this file only routes.
 
 mod blobs;
+mod find_missing;
+mod find_missing_wire;
+mod server;
 mod tree;
-mod unsupported;
 
+pub use server::CasServer;
 pub use tree::PAGE_BYTES;
-pub use unsupported::CasServer;
 
 use std::sync::Arc;
 
@@ -37,7 +39,7 @@ impl ContentAddressableStorage for Cas {
         &self,
         request: Request<reapi::FindMissingBlobsRequest>,
     ) -> Reply<reapi::FindMissingBlobsResponse> {
-        blobs::find_missing(&self.shared, request.into_inner()).await.map(Response::new)
+        find_missing::find_missing_generated(&self.shared, request.into_inner()).await.map(Response::new)
     }
 
     async fn batch_update_blobs(
