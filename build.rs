@@ -14,7 +14,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(&files, [proto_root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("rebox_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
-    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        // Uploaded blob data is received as slices of the message buffer, never copied again.
+        .bytes(".build.bazel.remote.execution.v2.BatchUpdateBlobsRequest.Request.data")
+        .bytes(".google.bytestream.WriteRequest.data")
+        .compile_fds(descriptors)?;
     Ok(())
 }
 

@@ -143,7 +143,7 @@ async fn upload(channel: &Channel, data: &[u8]) {
     let name =
         format!("uploads/0b6c3a3e-5f1e-4f4e-9a8e-2d1c6b7a8f90/blobs/{}/{}", digest.hash_hex(), data.len());
     let request =
-        WriteRequest { resource_name: name, write_offset: 0, finish_write: true, data: data.to_vec() };
+        WriteRequest { resource_name: name, write_offset: 0, finish_write: true, data: data.to_vec().into() };
     let response = ByteStreamClient::new(channel.clone()).write(tokio_stream::iter([request])).await.unwrap();
     assert_eq!(response.into_inner().committed_size, data.len() as i64);
 }
@@ -224,7 +224,7 @@ async fn get_tree_lists_the_same_directories_once_each() {
             .iter()
             .map(|data| reapi::batch_update_blobs_request::Request {
                 digest: Some(proto(&digest(data))),
-                data: data.clone(),
+                data: data.clone().into(),
                 compressor: 0,
             })
             .collect();

@@ -195,14 +195,14 @@ impl CasConnection {
         let resource =
             format!("{prefix}uploads/{}/blobs/{}/{}", upload_id(), digest.hash_hex(), digest.size());
         let total = data.len();
-        let requests: Vec<WriteRequest> = data
-            .chunks(CHUNK)
-            .enumerate()
-            .map(|(i, chunk)| WriteRequest {
-                resource_name: if i == 0 { resource.clone() } else { String::new() },
-                write_offset: (i * CHUNK) as i64,
-                finish_write: i * CHUNK + chunk.len() == total,
-                data: chunk.to_vec(),
+        let data = prost::bytes::Bytes::from(data);
+        let requests: Vec<WriteRequest> = (0..total)
+            .step_by(CHUNK)
+            .map(|offset| WriteRequest {
+                resource_name: if offset == 0 { resource.clone() } else { String::new() },
+                write_offset: offset as i64,
+                finish_write: offset + CHUNK >= total,
+                data: data.slice(offset..total.min(offset + CHUNK)),
             })
             .collect();
         let mut client = ByteStreamClient::new(self.channel.clone());
@@ -224,7 +224,7 @@ impl CasConnection {
                 .into_iter()
                 .map(|(digest, data)| reapi::batch_update_blobs_request::Request {
                     digest: Some(to_proto(&digest)),
-                    data,
+                    data: data.into(),
                     ..Default::default()
                 })
                 .collect(),

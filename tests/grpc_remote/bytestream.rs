@@ -56,7 +56,7 @@ fn requests(name: &str, data: &[u8], offset: usize, chunk: usize, finish: bool) 
                 resource_name: if index == 0 { name.to_owned() } else { String::new() },
                 write_offset: position as i64,
                 finish_write: finish && index + 1 == count,
-                data: piece.to_vec(),
+                data: piece.to_vec().into(),
             };
             position += piece.len();
             request

@@ -12,7 +12,7 @@ use crate::server::{Options, TestServer, files_under};
 use crate::{cas_client, digest, proto};
 
 fn update(data: &[u8]) -> UpdateBlob {
-    UpdateBlob { digest: Some(proto(&digest(data))), data: data.to_vec(), compressor: 0 }
+    UpdateBlob { digest: Some(proto(&digest(data))), data: data.to_vec().into(), compressor: 0 }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -158,7 +158,7 @@ async fn find_missing_refuses_a_hash_that_is_not_text_or_a_request_that_is_not_o
 async fn batch_update_stores_good_blobs_and_refuses_bad_ones_each_with_its_status() {
     let server = TestServer::start().await;
     let good = update(b"good blob");
-    let wrong_hash = UpdateBlob { data: b"other blob!".to_vec(), ..update(b"good blob 2") };
+    let wrong_hash = UpdateBlob { data: b"other blob!".to_vec().into(), ..update(b"good blob 2") };
     let wrong_size = UpdateBlob {
         digest: Some(reapi::Digest { size_bytes: 99, ..proto(&digest(b"sized")) }),
         ..update(b"sized")

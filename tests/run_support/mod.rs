@@ -125,7 +125,7 @@ impl Cas {
         let request = reapi::BatchUpdateBlobsRequest {
             requests: vec![reapi::batch_update_blobs_request::Request {
                 digest: Some(digest.clone()),
-                data: data.to_vec(),
+                data: data.to_vec().into(),
                 ..Default::default()
             }],
             ..Default::default()

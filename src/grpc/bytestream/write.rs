@@ -33,7 +33,7 @@ const WRITE_AHEAD: usize = 4;
 /// What the call's task hands the writer thread.
 #[derive(Debug)]
 enum Piece {
-    Data(Vec<u8>),
+    Data(prost::bytes::Bytes),
     Finish,
     /// The call failed on a bad request: drop the upload.
     Abort,
