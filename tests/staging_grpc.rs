@@ -213,7 +213,10 @@ print("exe", oct(os.stat(os.path.join(path, "exe")).st_mode & 0o7777))
 q.put(l.StageTreeRequest())
 print("second", repr(next(replies).path))
 q.put(None)
-print("rest", list(replies), "exists", os.path.exists(path))
+print("rest", list(replies), "exists", os.path.exists(path), flush=True)
+# grpcio can deadlock at interpreter exit, in a call's __del__ whose lock a thread gone by then
+# held (seen once in CI): leave without running finalizers.
+os._exit(0)
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
