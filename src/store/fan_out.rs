@@ -9,16 +9,17 @@
 //! leave them to their writes: a few blobs need a few directories. A writer still makes a missing
 //! one (removed behind the store's back), so this is an optimisation and its failure no error.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
+use nix::NixPath;
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{Mode, fstatat, mkdirat};
 
 use super::Store;
 
-/// Mode of a fan-out directory (as the writer makes it).
-pub(super) const FAN_OUT_MODE: u32 = 0o755;
+/// Mode of a fan-out directory.
+const FAN_OUT_MODE: u32 = 0o755;
 
 /// The last fan-out directory made: once it exists, all of them were made.
 const LAST: &str = "ff";
@@ -33,13 +34,18 @@ impl Store {
         }
         for byte in 0..=u8::MAX {
             let name = format!("{byte:02x}");
-            match mkdirat(objects, name.as_str(), Mode::from_bits_truncate(FAN_OUT_MODE)) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(errno) => {
-                    let path = self.inner.layout.objects().join(&name);
-                    return tracing::debug!("{}: left for the first write to make ({errno})", path.display());
-                }
+            if let Err(errno) = make_fan_out_dir(objects, name.as_str()) {
+                let path = self.inner.layout.objects().join(&name);
+                return tracing::debug!("{}: left for the first write to make ({errno})", path.display());
             }
         }
+    }
+}
+
+/// Makes the fan-out directory `name` in `objects` (`cas/objects`), unless it exists already.
+pub(super) fn make_fan_out_dir<P: ?Sized + NixPath>(objects: BorrowedFd<'_>, name: &P) -> nix::Result<()> {
+    match mkdirat(objects, name, Mode::from_bits_truncate(FAN_OUT_MODE)) {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(errno) => Err(errno),
     }
 }

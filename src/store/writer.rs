@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
-use nix::sys::stat::{Mode, fstatat, mkdirat};
+use nix::sys::stat::fstatat;
 
 use super::error::{IoContext, Result, StoreError};
-use super::fan_out::FAN_OUT_MODE;
+use super::fan_out::make_fan_out_dir;
 use super::layout::RelativeObjectPath;
 use super::tmp::TempFile;
 use super::touch::{is_denied, touch_at};
@@ -143,10 +143,8 @@ pub(super) fn publish(
                 return Ok(());
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                match mkdirat(objects, relative.fan_out(), Mode::from_bits_truncate(FAN_OUT_MODE)) {
-                    Ok(()) | Err(Errno::EEXIST) => {}
-                    Err(errno) => return Err(StoreError::io("create directory", object(), errno.into())),
-                }
+                make_fan_out_dir(objects, relative.fan_out())
+                    .map_err(|errno| StoreError::io("create directory", object(), errno.into()))?;
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let existing = stored_size(store, name);

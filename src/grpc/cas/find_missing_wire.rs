@@ -96,11 +96,11 @@ impl FindMissingRequest {
         }
         // A received message is one contiguous buffer; any other `Buf` pays a copy.
         let parsed = if buf.chunk().len() >= len {
-            let parsed = parse_digest(&buf.chunk()[..len]);
+            let parsed = parse_digest_message(&buf.chunk()[..len]);
             buf.advance(len);
             parsed
         } else {
-            parse_digest(&buf.copy_to_bytes(len))
+            parse_digest_message(&buf.copy_to_bytes(len))
         };
         let parsed = parsed.map_err(|e| not_a_request(format!("blob_digests[{index}]: {e}")))?;
         if self.malformed.is_none() {
@@ -137,7 +137,7 @@ impl FindMissingResponse {
 
 /// The fields of one `Digest` message: the digest, or why it is not one; an error if the bytes
 /// are not a `Digest` message at all.
-fn parse_digest(mut message: &[u8]) -> Result<Result<Digest, DigestError>, String> {
+fn parse_digest_message(mut message: &[u8]) -> Result<Result<Digest, DigestError>, String> {
     let mut hash: &[u8] = &[];
     let mut size: i64 = 0;
     while !message.is_empty() {
