@@ -9,8 +9,11 @@
 //!
 //! A directory marked as the top of a hierarchy (`FS_TOPDIR_FL`, `chattr +T`) has its
 //! subdirectories spread by the Orlov allocator over groups with more free inodes and blocks than
-//! average, instead of next to it. The store writes into such subdirectories and moves on to a new
-//! one every so often ([`super::tmp`]), so new files keep landing where nothing was just freed.
+//! average, instead of next to it. Its search starts at a hash of the new directory's name, so a name
+//! used again goes back to the same group: the store's subdirectories have a random part in their
+//! names. The store writes into such subdirectories and moves on to a new one every so often, or
+//! as soon as creating files there turns slow ([`super::tmp`]), so new files keep landing where
+//! nothing was just freed.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};

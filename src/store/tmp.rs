@@ -35,7 +35,7 @@ use nix::unistd::{UnlinkatFlags, linkat, unlinkat};
 use super::error::{IoContext, Result, StoreError};
 use super::placement;
 use crate::anonymous_file;
-use crate::locked_dir::{LockedDir, lock_if_abandoned};
+use crate::locked_dir::{LockedDir, lock_if_abandoned, nonce};
 
 /// Prefix of the private directories; nothing else in `cas/tmp` is touched.
 const PREFIX: &str = "rebox-";
@@ -74,10 +74,11 @@ pub struct TmpDir {
     policy: GenerationPolicy,
 }
 
-/// A subdirectory `<number>` of the private directory, open for `O_TMPFILE`.
+/// A subdirectory `<number>-<nonce>` of the private directory, open for `O_TMPFILE`.
 #[derive(Debug)]
 struct Generation {
     number: u64,
+    name: String,
     dir: OwnedFd,
     /// Anonymous files created in it so far.
     files: AtomicU64,
@@ -157,12 +158,13 @@ impl TmpDir {
         if current.number != number {
             return;
         }
-        match Generation::create(&self.dir, number + 1) {
-            Ok(next) => *current = next,
+        let next = match Generation::create(&self.dir, number + 1) {
+            Ok(next) => next,
             Err(e) => return tracing::debug!("temporary files stay in their generation: {e}"),
-        }
+        };
+        let replaced = std::mem::replace(&mut *current, next);
         drop(current);
-        let _ = unlinkat(self.dir.fd(), number.to_string().as_str(), UnlinkatFlags::RemoveDir);
+        let _ = unlinkat(self.dir.fd(), replaced.name.as_str(), UnlinkatFlags::RemoveDir);
     }
 
     /// A fresh name in the private directory, for a file the caller creates.
@@ -187,15 +189,19 @@ impl GenerationPolicy {
 
 impl Generation {
     /// Makes and opens generation `number` in `private`.
+    ///
+    /// The name has a random part because ext4's Orlov allocator starts its search for a group at
+    /// a hash of the new directory's name: with plain numbers, every store's generation `n` went
+    /// to the same group, the one that the last store's expiry had just emptied.
     fn create(private: &LockedDir, number: u64) -> Result<Self> {
-        let name = number.to_string();
+        let name = format!("{number}-{:016x}", nonce());
         let path = || private.path().join(&name);
         mkdirat(private.fd(), name.as_str(), Mode::from_bits_truncate(0o700))
             .map_err(|errno| StoreError::io("create directory", path(), errno.into()))?;
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let dir = nix::fcntl::openat(private.fd(), name.as_str(), flags, Mode::empty())
             .map_err(|errno| StoreError::io("open directory", path(), errno.into()))?;
-        Ok(Self { number, dir, files: AtomicU64::new(0) })
+        Ok(Self { number, name, dir, files: AtomicU64::new(0) })
     }
 
     fn path(&self, private: &LockedDir) -> PathBuf {
@@ -307,8 +313,13 @@ mod tests {
         let temp = dir.create_file(0o444).unwrap();
         temp.file().write_all(b"content").unwrap();
         assert!(temp.path.is_none(), "O_TMPFILE works on this machine's filesystems");
-        assert_eq!(generations(&dir), ["0"]);
-        assert_eq!(fs::read_dir(dir.path().join("0")).unwrap().count(), 0, "an anonymous file has no name");
+        let [generation] = &generation_names(&dir)[..] else { panic!("one generation") };
+        assert!(generation.starts_with("0-"), "{generation}");
+        assert_eq!(
+            fs::read_dir(dir.path().join(generation)).unwrap().count(),
+            0,
+            "an anonymous file has no name"
+        );
 
         let target = File::open(tmp.path()).unwrap();
         temp.link_at(target.as_fd(), c"linked").unwrap();
@@ -325,13 +336,32 @@ mod tests {
     }
 
     /// The names in the private directory of `dir`.
-    fn generations(dir: &TmpDir) -> Vec<String> {
+    fn generation_names(dir: &TmpDir) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
         names
+    }
+
+    /// The numbers of the generations in the private directory of `dir`.
+    fn generations(dir: &TmpDir) -> Vec<String> {
+        numbers(&generation_names(dir))
+    }
+
+    /// The `<number>` of each `<number>-<nonce>` name.
+    fn numbers(names: &[String]) -> Vec<String> {
+        names.iter().map(|name| name.split_once('-').expect("<number>-<nonce>").0.to_owned()).collect()
+    }
+
+    #[test]
+    fn generation_names_differ_between_stores_so_ext4_places_them_apart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (TmpDir::create(tmp.path()).unwrap(), TmpDir::create(tmp.path()).unwrap());
+        let (a, b) = (generation_names(&a), generation_names(&b));
+        assert_eq!((numbers(&a), numbers(&b)), (vec!["0".to_owned()], vec!["0".to_owned()]));
+        assert_ne!(a, b, "ext4 starts a new directory's search for a group at a hash of its name");
     }
 
     #[test]
