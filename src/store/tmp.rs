@@ -44,16 +44,20 @@ const PREFIX: &str = "rebox-";
 const GENERATIONS: GenerationPolicy = GenerationPolicy {
     // A fraction of an ext4 group's 8,192 inodes; few enough directories to cost nothing.
     files: 1024,
-    // A creation takes tens of µs of CPU in a group with room, over 1 ms in one whose thousands
-    // of inodes were freed in the last minutes.
-    slow_creation: Duration::from_micros(250),
-    // Bounds the directories a filesystem that is slow everywhere costs.
-    min_files: 64,
+    // A creation takes 10-16 µs of CPU on average in a group with room here, 40 µs to over 1 ms
+    // in one with hundreds or thousands of inodes freed in the last minutes.
+    slow_creation: Duration::from_micros(50),
+    // Enough files to judge a group by; also bounds the directories a filesystem that is slow
+    // everywhere costs (one more creation every `min_files`).
+    min_files: 16,
 };
 
-/// A generation is full after `files` files, or after `min_files` once creating one took more CPU
-/// than `slow_creation` (its group is crowded with just-freed inodes: move on rather than wait for
-/// the count).
+/// How much of the running average of creation times each new creation makes up: 1/16.
+const AVERAGE_WEIGHT_SHIFT: u32 = 4;
+
+/// A generation is full after `files` files, or after `min_files` once creating a file takes more
+/// CPU than `slow_creation` on average (its group is crowded with just-freed inodes: move on
+/// rather than wait for the count).
 #[derive(Debug, Clone, Copy)]
 struct GenerationPolicy {
     files: u64,
@@ -82,6 +86,8 @@ struct Generation {
     dir: OwnedFd,
     /// Anonymous files created in it so far.
     files: AtomicU64,
+    /// Running average of the CPU time a creation took, in ns (0 before the first).
+    creation_ns: AtomicU64,
 }
 
 /// A temporary file being written: anonymous, or named in the private directory. Dropping it
@@ -124,13 +130,14 @@ impl TmpDir {
             let created = anonymous_file::create(generation.dir.as_fd(), ".", mode);
             let took = thread_cpu_time().saturating_sub(started);
             let files = generation.files.fetch_add(1, Ordering::Relaxed) + 1;
+            let average = generation.average_creation(took);
             match created {
                 Ok(Some(file)) => {
                     let number = generation.number;
                     drop(generation);
-                    if self.policy.is_full(files, took) {
+                    if self.policy.is_full(files, average) {
                         tracing::debug!(
-                            "temporary files: generation {number} full after {files} ({took:?} the last)"
+                            "temporary files: generation {number} full after {files} ({average:?} a creation)"
                         );
                         self.replace_generation(number);
                     }
@@ -181,9 +188,10 @@ fn thread_cpu_time() -> Duration {
 }
 
 impl GenerationPolicy {
-    /// Whether a generation that has had `files` files, the last created in `took`, is full.
-    fn is_full(&self, files: u64, took: Duration) -> bool {
-        files >= self.files || (files >= self.min_files && took > self.slow_creation)
+    /// Whether a generation that has had `files` files, created in `average` CPU time each (a
+    /// running average), is full.
+    fn is_full(&self, files: u64, average: Duration) -> bool {
+        files >= self.files || (files >= self.min_files && average > self.slow_creation)
     }
 }
 
@@ -201,11 +209,22 @@ impl Generation {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let dir = nix::fcntl::openat(private.fd(), name.as_str(), flags, Mode::empty())
             .map_err(|errno| StoreError::io("open directory", path(), errno.into()))?;
-        Ok(Self { number, name, dir, files: AtomicU64::new(0) })
+        Ok(Self { number, name, dir, files: AtomicU64::new(0), creation_ns: AtomicU64::new(0) })
+    }
+
+    /// Adds a creation that took `took` to the running average; returns the new average.
+    fn average_creation(&self, took: Duration) -> Duration {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let next = |average: u64| match average {
+            0 => took,
+            _ => average - (average >> AVERAGE_WEIGHT_SHIFT) + (took >> AVERAGE_WEIGHT_SHIFT),
+        };
+        let previous = self.creation_ns.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| Some(next(a)));
+        Duration::from_nanos(next(previous.unwrap_or_else(|a| a)))
     }
 
     fn path(&self, private: &LockedDir) -> PathBuf {
-        private.path().join(self.number.to_string())
+        private.path().join(&self.name)
     }
 }
 
@@ -423,6 +442,23 @@ mod tests {
         }
         assert_eq!(generations(&dir), ["3"]);
         assert_eq!(generations(&never_slow), ["0"]);
+    }
+
+    #[test]
+    fn the_creation_average_starts_at_the_first_and_moves_a_sixteenth_toward_each_next() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = TmpDir::create(tmp.path()).unwrap();
+        let generation = dir.generation.read().unwrap();
+        let us = Duration::from_micros;
+        assert_eq!(generation.average_creation(us(32)), us(32));
+        assert_eq!(generation.average_creation(us(48)), us(33));
+        let mut settled = Duration::ZERO;
+        for _ in 0..100 {
+            settled = generation.average_creation(us(160));
+        }
+        assert!(settled > us(159) && settled <= us(160), "{settled:?}");
+        assert!(GENERATIONS.is_full(GENERATIONS.min_files, settled));
+        assert!(!GENERATIONS.is_full(GENERATIONS.min_files - 1, settled), "judged on too few files");
     }
 
     #[test]
